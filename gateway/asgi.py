@@ -1,0 +1,36 @@
+"""ASGI entry point: fast consumers for the hot paths, Django for the rest."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
+django_application = get_asgi_application()
+
+# Imported after Django is set up: the routes use models.
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import re_path  # noqa: E402
+
+from adapters.facebook.routing import http_urlpatterns as facebook_http  # noqa: E402
+from adapters.web.routing import http_urlpatterns as web_http  # noqa: E402
+from adapters.web.routing import websocket_urlpatterns  # noqa: E402
+from gateway.embedded import start_embedded_worker  # noqa: E402
+from gateway.health import HealthConsumer  # noqa: E402
+
+http_router = URLRouter(
+    [
+        re_path(r"^healthz$", HealthConsumer.as_asgi()),
+        *web_http,
+        *facebook_http,
+        re_path(r"", django_application),
+    ]
+)
+
+application = start_embedded_worker(
+    ProtocolTypeRouter(
+        {
+            "http": http_router,
+            "websocket": URLRouter(websocket_urlpatterns),
+        }
+    )
+)

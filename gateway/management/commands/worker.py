@@ -1,0 +1,29 @@
+"""Run a bot-core worker fed through the channel layer."""
+
+import asyncio
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from gateway.pipeline.runner import WorkerRunner
+
+
+class Command(BaseCommand):
+    help = "Answer pending messages and deliver replies until stopped."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--concurrency", type=int, default=None,
+            help="conversations handled at once (default WORKER_CONCURRENCY)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        asyncio.run(self.run(options["concurrency"]))
+
+    async def run(self, concurrency: int | None) -> None:
+        runner = WorkerRunner(concurrency)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, runner.stop)
+        await runner.run()

@@ -1,0 +1,1 @@
+"""Carry messages from the channel adapters to the bot core and back."""

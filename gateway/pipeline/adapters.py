@@ -1,0 +1,63 @@
+"""The contract between the pipeline and a channel adapter, and the registry."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    from storage.models import Conversation, Message
+
+
+class TemporaryDeliveryError(Exception):
+    """The platform may accept the message later: retry with backoff."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(Exception):
+    """The message can never be delivered; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ChannelAdapter:
+    """Base class of the adapters: one per channel, registered by name."""
+
+    channel: str = ""
+
+    def deliver(self, message: Message) -> str | None:
+        """Send one outbound message; return the platform's id for it.
+
+        Raise TemporaryDeliveryError or PermanentDeliveryError on failure.
+        """
+        raise NotImplementedError
+
+    def bot_is_working(self, conversation: Conversation) -> None:
+        """Tell the person the bot is preparing an answer (if supported)."""
+
+
+_registry: dict[str, ChannelAdapter] = {}
+
+
+def adapter_for(channel: str) -> ChannelAdapter:
+    if not _registry:
+        load_adapters()
+    try:
+        return _registry[channel]
+    except KeyError:
+        raise LookupError(f"no adapter for channel {channel!r}") from None
+
+
+def load_adapters() -> None:
+    """Instantiate the adapters named in settings.CHANNEL_ADAPTERS."""
+    for path in settings.CHANNEL_ADAPTERS:
+        adapter: ChannelAdapter = import_string(path)()
+        _registry[adapter.channel] = adapter

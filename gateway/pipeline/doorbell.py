@@ -1,0 +1,34 @@
+"""Wake the workers through the channel layer.
+
+The layer is only a doorbell: it may lose a ring (no worker listening, a
+full channel, an expired message). The database is the queue, and workers
+sweep it when they start and when idle, so a lost ring delays a reply but
+never loses it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.exceptions import ChannelFull
+from channels.layers import get_channel_layer
+
+DOORBELL_CHANNEL = "gateway-worker"
+logger = logging.getLogger("gateway.pipeline")
+
+
+async def ring() -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.send(DOORBELL_CHANNEL, {"type": "wake"})
+    except ChannelFull:
+        logger.warning("doorbell channel full; workers will find the work anyway")
+    except Exception:  # noqa: BLE001 - a lost ring is recovered by the sweep
+        logger.exception("doorbell could not be rung")
+
+
+def ring_sync() -> None:
+    async_to_sync(ring)()
