@@ -37,15 +37,6 @@ def database_url() -> str:
     return f"postgres://{user}@{host}:{port}/{db['NAME']}"
 
 
-@pytest.fixture(scope="session")
-def django_db_modify_db_settings() -> None:
-    # Processes started by the tests must reach the test database, so
-    # SQLite tests use a file, not memory.
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        db["TEST"] = {"NAME": str(REPO / f".test-{os.getpid()}.sqlite3")}
-
-
 class GatewayProcess:
     """A process of the gateway (web or worker) started for a test."""
 

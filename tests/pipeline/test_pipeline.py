@@ -1,0 +1,242 @@
+"""The pipeline never loses nor duplicates a message, whatever happens."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from botcore.messages import Inbound
+from gateway.pipeline.inbound import accept_inbound
+from gateway.pipeline.worker import new_worker_id, process_one_conversation
+from storage.bots import import_bot
+from storage.models import Bot, Conversation, Message
+from tests.conftest import wait_until
+from tests.support.recorder import Recorder, running_recorder
+
+SHOP = {
+    "slug": "shop",
+    "name": "Shop",
+    "language": "en",
+    "greeting": [{"text": "Hello!"}],
+    "fallback": [{"text": "Sorry?"}],
+    "dialogues": [
+        {"id": "hours", "samples": ["when are you open", "opening hours"],
+         "replies": [{"text": "9 to 17."}]},
+    ],
+}
+LOOPBACK_SETTINGS = "tests.support.settings_loopback"
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    with running_recorder() as recorder:
+        monkeypatch.setenv("LOOPBACK_URL", recorder.url)
+        yield recorder
+
+
+@pytest.fixture
+def conversation(transactional_db: None) -> Conversation:
+    bot, _ = import_bot(SHOP)
+    return Conversation.objects.create(bot=bot, channel="loopback")
+
+
+def text(words: str) -> Inbound:
+    return Inbound(kind="text", text=words)
+
+
+def worker_env(recorder: Recorder, **extra: str) -> dict[str, str]:
+    return {
+        "DJANGO_SETTINGS_MODULE": LOOPBACK_SETTINGS,
+        "LOOPBACK_URL": recorder.url,
+        "WORKER_SWEEP_SECONDS": "0.5",
+        **extra,
+    }
+
+
+def drain() -> None:
+    worker_id = new_worker_id()
+    while process_one_conversation(worker_id):
+        pass
+
+
+def outbound(conversation: Conversation) -> Any:
+    return Message.objects.filter(
+        conversation=conversation, direction=Message.Direction.OUTBOUND
+    ).order_by("id")
+
+
+def test_message_is_answered_and_delivered(
+    conversation: Conversation, recorder: Recorder
+) -> None:
+    accepted = accept_inbound(conversation, text("when are you open?"))
+    drain()
+    accepted.message.refresh_from_db()
+    assert accepted.message.state == Message.State.HANDLED
+    [reply] = outbound(conversation)
+    assert reply.state == Message.State.SENT
+    assert reply.platform_message_id == "lb-1"
+    assert recorder.deliveries[0]["content"]["text"] == "9 to 17."
+
+
+def test_same_platform_id_concurrently_is_stored_and_answered_once(
+    conversation: Conversation, recorder: Recorder
+) -> None:
+    barrier = threading.Barrier(4)
+    results: list[bool] = []
+
+    def deliver_again() -> None:
+        barrier.wait()
+        try:
+            accepted = accept_inbound(
+                conversation, text("opening hours"), platform_message_id="m-1"
+            )
+            results.append(accepted.created)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver_again) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False, False, False, True]
+    assert Message.objects.filter(platform_message_id="m-1").count() == 1
+    drain()
+    accept_inbound(conversation, text("opening hours"), platform_message_id="m-1")
+    drain()
+    assert len(recorder.deliveries) == 1
+
+
+def test_same_client_id_returns_the_same_message(
+    conversation: Conversation, recorder: Recorder
+) -> None:
+    first = accept_inbound(conversation, text("hi"), client_id="c-1")
+    again = accept_inbound(conversation, text("hi"), client_id="c-1")
+    assert again.message.pk == first.message.pk
+    assert (first.created, again.created) == (True, False)
+
+
+def test_temporary_failures_are_retried_with_backoff(
+    conversation: Conversation, recorder: Recorder, settings: Any
+) -> None:
+    settings.DELIVERY_BACKOFF_BASE = 0.05
+    recorder.failures = [503, 502]
+    accept_inbound(conversation, text("opening hours"))
+    wait_until(lambda: drain() or recorder.deliveries, timeout=10)
+    [reply] = outbound(conversation)
+    assert reply.state == Message.State.SENT
+    assert reply.attempts == 3
+    assert len(recorder.deliveries) == 1
+
+
+def test_permanent_failure_is_recorded_with_its_reason(
+    conversation: Conversation, recorder: Recorder
+) -> None:
+    recorder.failures = [400]
+    accept_inbound(conversation, text("opening hours"))
+    drain()
+    [reply] = outbound(conversation)
+    assert reply.state == Message.State.FAILED
+    assert reply.last_error == "HTTP 400"
+    assert recorder.deliveries == []
+
+
+def test_giving_up_after_the_last_attempt(
+    conversation: Conversation, recorder: Recorder, settings: Any
+) -> None:
+    settings.DELIVERY_BACKOFF_BASE = 0.01
+    settings.DELIVERY_MAX_ATTEMPTS = 3
+    recorder.failures = [500] * 10
+    accept_inbound(conversation, text("opening hours"))
+    wait_until(
+        lambda: drain() or outbound(conversation).filter(state="failed").exists()
+    )
+    [reply] = outbound(conversation)
+    assert reply.last_error == "gave up after 3 attempts: HTTP 500"
+
+
+def test_replies_wait_behind_a_failed_delivery_to_keep_order(
+    conversation: Conversation, recorder: Recorder, settings: Any
+) -> None:
+    settings.DELIVERY_BACKOFF_BASE = 0.05
+    recorder.failures = [503]
+    first = accept_inbound(conversation, text("opening hours")).message
+    second = accept_inbound(conversation, text("something else")).message
+    wait_until(lambda: drain() or len(recorder.deliveries) == 2, timeout=10)
+    assert recorder.reply_to_ids() == [first.pk, second.pk]
+
+
+def test_held_conversation_stores_but_does_not_answer(
+    conversation: Conversation, recorder: Recorder
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    conversation.bot_paused_until = timezone.now() + timedelta(minutes=5)
+    conversation.save()
+    accepted = accept_inbound(conversation, text("opening hours"))
+    drain()
+    accepted.message.refresh_from_db()
+    assert accepted.message.state == Message.State.HELD
+    assert not outbound(conversation).exists()
+
+
+def test_lost_doorbell_is_recovered_by_the_startup_sweep(
+    conversation: Conversation, recorder: Recorder, start_worker: Any
+) -> None:
+    # Stored with no worker running and no ring at all.
+    accept_inbound(conversation, text("opening hours"))
+    start_worker(worker_env(recorder))
+    wait_until(lambda: recorder.deliveries, timeout=30)
+    assert len(recorder.deliveries) == 1
+
+
+def test_lost_doorbell_is_recovered_by_the_idle_sweep(
+    conversation: Conversation, recorder: Recorder, start_worker: Any
+) -> None:
+    worker = start_worker(worker_env(recorder))
+    wait_until(lambda: "started" in worker.output(), timeout=30)
+    accept_inbound(conversation, text("opening hours"))
+    wait_until(lambda: recorder.deliveries, timeout=30)
+    assert len(recorder.deliveries) == 1
+
+
+def test_worker_killed_before_delivering_delivers_once_after_restart(
+    conversation: Conversation, recorder: Recorder, start_worker: Any
+) -> None:
+    env = worker_env(recorder, WORKER_CLAIM_SECONDS="2")
+    stalled = start_worker({**env, "LOOPBACK_STALL_BEFORE_SEND": "1"})
+    accept_inbound(conversation, text("opening hours"))
+    wait_until(
+        lambda: outbound(conversation).filter(state="sending").exists(), timeout=30
+    )
+    stalled.kill()
+    assert recorder.deliveries == []
+    start_worker(env)
+    wait_until(lambda: recorder.deliveries, timeout=30)
+    wait_until(lambda: outbound(conversation).filter(state="sent").exists())
+    assert len(recorder.deliveries) == 1
+
+
+def test_two_workers_answer_a_burst_in_order_each_once(
+    conversation: Conversation, recorder: Recorder, start_worker: Any
+) -> None:
+    from gateway.pipeline.doorbell import ring_sync
+
+    env = worker_env(recorder)
+    workers = [start_worker(env), start_worker(env)]
+    for worker in workers:
+        wait_until(lambda w=worker: "started" in w.output(), timeout=30)
+    inbound_ids = []
+    for number in range(30):
+        accepted = accept_inbound(conversation, text(f"question {number}"))
+        inbound_ids.append(accepted.message.pk)
+        ring_sync()
+    wait_until(lambda: len(recorder.deliveries) >= 30, timeout=60)
+    assert recorder.reply_to_ids() == inbound_ids
+    assert Bot.objects.count() == 1
