@@ -22,7 +22,7 @@ http_router = URLRouter(
         re_path(r"^healthz$", HealthConsumer.as_asgi()),
         *web_http,
         *facebook_http,
-        re_path(r"", django_application),
+        re_path(r"", django_application),  # type: ignore[arg-type]
     ]
 )
 

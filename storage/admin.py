@@ -15,10 +15,10 @@ def member_bots(request: HttpRequest) -> QuerySet[Bot]:
     user = request.user
     if user.is_superuser:
         return Bot.objects.all()
-    return Bot.objects.filter(memberships__user_id=user.pk)
+    return Bot.objects.filter(memberships__user_id=user.pk or 0)
 
 
-class MemberScopedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class MemberScopedAdmin(admin.ModelAdmin):
     """Read access for members of a bot; writes for superusers only."""
 
     bot_path = "bot"
@@ -45,7 +45,7 @@ class MemberScopedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return bool(request.user.is_superuser)
 
 
-class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
+class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
 
@@ -73,12 +73,12 @@ class ContactAdmin(MemberScopedAdmin):
     list_display = ["__str__", "bot", "channel", "profile_fetched_at"]
 
 
-class MessageInline(admin.TabularInline):  # type: ignore[type-arg]
+class MessageInline(admin.TabularInline):
     model = Message
     extra = 0
     can_delete = False
     fields = ["created_at", "author", "content", "state", "last_error"]
-    readonly_fields = fields
+    readonly_fields = ["created_at", "author", "content", "state", "last_error"]
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -59,7 +59,9 @@ class Membership(models.Model):
         COLLABORATOR = "collaborator", "Collaborator"
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bot_memberships"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="bot_memberships",
     )
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.OWNER)
@@ -165,8 +167,11 @@ class Message(models.Model):
         max_length=10, default="user", help_text="user, bot or human (page staff)"
     )
     content = models.JSONField()
-    platform_message_id = models.CharField(max_length=200, null=True, blank=True)
-    client_id = models.CharField(max_length=64, null=True, blank=True)
+    # NULL, not "", where there is no id: the unique constraints skip NULLs.
+    platform_message_id = models.CharField(  # noqa: DJ001
+        max_length=200, null=True, blank=True
+    )
+    client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     reply_to = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
     )

@@ -83,11 +83,9 @@ def process_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
         SECURE_SSL_REDIRECT="0",
         PYTHONUNBUFFERED="1",
     )
-    if getattr(settings, "REDIS_URL", ""):
+    if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
-        env["CHANNEL_LAYER_PREFIX"] = settings.CHANNEL_LAYERS["default"][
-            "CONFIG"
-        ]["prefix"]
+    env["CHANNEL_LAYER_PREFIX"] = os.environ["CHANNEL_LAYER_PREFIX"]
     env.update(overrides or {})
     return env
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from asgiref.sync import sync_to_async
@@ -50,7 +51,7 @@ class WorkerRunner:
                 await layer.receive(DOORBELL_CHANNEL)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the sweep covers a dead layer
+            except Exception:
                 logger.exception("doorbell listener failed; retrying")
                 await asyncio.sleep(1)
                 continue
@@ -64,7 +65,7 @@ class WorkerRunner:
                 worked = await sync_to_async(self.work_once, thread_sensitive=False)()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - one bad message must not stop us
+            except Exception:
                 logger.exception("worker slot failed; backing off")
                 await asyncio.sleep(1)
                 continue
@@ -81,8 +82,6 @@ class WorkerRunner:
         due_in = await sync_to_async(next_due_in, thread_sensitive=False)()
         if due_in is not None:
             timeout = max(0.05, min(timeout, due_in))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout)
-        except TimeoutError:
-            pass
         self.wake.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -58,9 +59,24 @@ def worker_env(recorder: Recorder, **extra: str) -> dict[str, str]:
 
 
 def drain() -> None:
+    """Work as one worker would until nothing is due."""
     worker_id = new_worker_id()
     while process_one_conversation(worker_id):
         pass
+
+
+def drained_then(condition: Any) -> Any:
+    """A condition for wait_until that first lets a worker drain the queue."""
+
+    def check() -> Any:
+        drain()
+        return condition()
+
+    return check
+
+
+def output_has(process: Any, text: str) -> bool:
+    return text in process.output()
 
 
 def outbound(conversation: Conversation) -> Any:
@@ -126,7 +142,7 @@ def test_temporary_failures_are_retried_with_backoff(
     settings.DELIVERY_BACKOFF_BASE = 0.05
     recorder.failures = [503, 502]
     accept_inbound(conversation, text("opening hours"))
-    wait_until(lambda: drain() or recorder.deliveries, timeout=10)
+    wait_until(drained_then(lambda: recorder.deliveries), timeout=10)
     [reply] = outbound(conversation)
     assert reply.state == Message.State.SENT
     assert reply.attempts == 3
@@ -152,9 +168,7 @@ def test_giving_up_after_the_last_attempt(
     settings.DELIVERY_MAX_ATTEMPTS = 3
     recorder.failures = [500] * 10
     accept_inbound(conversation, text("opening hours"))
-    wait_until(
-        lambda: drain() or outbound(conversation).filter(state="failed").exists()
-    )
+    wait_until(drained_then(outbound(conversation).filter(state="failed").exists))
     [reply] = outbound(conversation)
     assert reply.last_error == "gave up after 3 attempts: HTTP 500"
 
@@ -166,7 +180,7 @@ def test_replies_wait_behind_a_failed_delivery_to_keep_order(
     recorder.failures = [503]
     first = accept_inbound(conversation, text("opening hours")).message
     second = accept_inbound(conversation, text("something else")).message
-    wait_until(lambda: drain() or len(recorder.deliveries) == 2, timeout=10)
+    wait_until(drained_then(lambda: len(recorder.deliveries) == 2), timeout=10)
     assert recorder.reply_to_ids() == [first.pk, second.pk]
 
 
@@ -231,7 +245,7 @@ def test_two_workers_answer_a_burst_in_order_each_once(
     env = worker_env(recorder)
     workers = [start_worker(env), start_worker(env)]
     for worker in workers:
-        wait_until(lambda w=worker: "started" in w.output(), timeout=30)
+        wait_until(partial(output_has, worker, "started"), timeout=30)
     inbound_ids = []
     for number in range(30):
         accepted = accept_inbound(conversation, text(f"question {number}"))
