@@ -7,9 +7,10 @@ import json
 import logging
 
 from channels.db import database_sync_to_async
-from channels.generic.http import AsyncHttpConsumer
 from channels.layers import get_channel_layer
 from django.db import connection
+
+from gateway.consumers import PlainHttpConsumer
 
 logger = logging.getLogger("gateway.health")
 CHECK_TIMEOUT = 3.0
@@ -45,7 +46,7 @@ async def failing_parts() -> list[str]:
     return failing
 
 
-class HealthConsumer(AsyncHttpConsumer):
+class HealthConsumer(PlainHttpConsumer):
     async def handle(self, body: bytes) -> None:
         failing = await failing_parts()
         if failing:
