@@ -7,8 +7,8 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 # Runs sharing one Redis must not hear each other's doorbells.
 os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"test{os.getpid()}")
 
-from gateway.settings import *  # noqa: E402, F403
-from gateway.settings import CHANNEL_ADAPTERS  # noqa: E402
+from gateway.settings import *  # noqa: F403
+from gateway.settings import CHANNEL_ADAPTERS
 
 CHANNEL_ADAPTERS = [*CHANNEL_ADAPTERS, "tests.support.loopback.LoopbackAdapter"]
 
