@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from botcore.messages import Inbound, Reply
@@ -58,26 +58,33 @@ def process_one_conversation(worker_id: str) -> bool:
 
 
 def claim_conversation(worker_id: str) -> uuid.UUID | None:
+    """Claim one conversation with due work, skipping those others hold."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.WORKER_CLAIM_SECONDS)
-    due = Message.objects.filter(due_work(now), conversation=OuterRef("pk"))
+    # Start from the few messages awaiting work (a small partial index), not
+    # from all conversations.
+    waiting = set(
+        Message.objects.filter(due_work(now))
+        .values_list("conversation_id", flat=True)[:CANDIDATES_PER_CLAIM * 5]
+    )
+    if not waiting:
+        return None
     unclaimed = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
     with transaction.atomic():
         candidates = list(
-            Conversation.objects.filter(unclaimed, Exists(due))
+            Conversation.objects.filter(unclaimed, pk__in=waiting)
             .select_for_update(skip_locked=True, no_key=True)
             .values_list("pk", flat=True)[:CANDIDATES_PER_CLAIM]
         )
-        if candidates:
-            chosen = random.choice(candidates)
-            # A compare-and-set, so that the claim also holds on databases
-            # without row locks (SQLite).
-            claimed = Conversation.objects.filter(unclaimed, pk=chosen).update(
-                claimed_until=lease, claimed_by=worker_id
-            )
-            if claimed:
-                return chosen
-    return None
+        if not candidates:
+            return None
+        chosen = random.choice(candidates)
+        # A compare-and-set, so that the claim also holds on databases
+        # without row locks (SQLite).
+        claimed = Conversation.objects.filter(unclaimed, pk=chosen).update(
+            claimed_until=lease, claimed_by=worker_id
+        )
+    return chosen if claimed else None
 
 
 def release_conversation(conversation_id: uuid.UUID, worker_id: str) -> None:
@@ -163,26 +170,22 @@ def answer_message(
 
 def deliver_queued(conversation: Conversation, worker_id: str) -> int:
     """Deliver due outbound messages in order; stop at the first that waits."""
+    queued = Message.objects.filter(
+        conversation=conversation,
+        direction=Message.Direction.OUTBOUND,
+        state__in=[Message.State.QUEUED, Message.State.SENDING],
+    ).order_by("id")
     delivered = 0
-    while True:
-        message = (
-            Message.objects.filter(
-                conversation=conversation,
-                direction=Message.Direction.OUTBOUND,
-                state__in=[Message.State.QUEUED, Message.State.SENDING],
-            )
-            .order_by("id")
-            .first()
-        )
-        if message is None or message.next_attempt_at is None:
-            return delivered
-        if message.next_attempt_at > timezone.now():
-            return delivered
+    for message in queued:
+        due_at = message.next_attempt_at
+        if due_at is None or due_at > timezone.now():
+            break
         if not deliver_message(message):
-            return delivered
+            break
         delivered += 1
         if delivered % 10 == 0:
             extend_claim(conversation.pk, worker_id)
+    return delivered
 
 
 def deliver_message(message: Message) -> bool:
