@@ -74,13 +74,30 @@ class ContactAdmin(MemberScopedAdmin):
 
 
 class MessageInline(admin.TabularInline):
+    """The history of a conversation, read-only."""
+
     model = Message
     extra = 0
     can_delete = False
-    fields = ["created_at", "author", "content", "state", "last_error"]
-    readonly_fields = ["created_at", "author", "content", "state", "last_error"]
+    fields = ["created_at", "author", "said", "state", "last_error"]
+    readonly_fields = ["created_at", "author", "said", "state", "last_error"]
+
+    @admin.display(description="message")
+    def said(self, message: Message) -> str:
+        content = message.content
+        text = content.get("text") or content.get("payload") or ""
+        if content.get("attachments"):
+            kinds = ", ".join(a["kind"] for a in content["attachments"])
+            text = f"{text} [{kinds}]".strip()
+        return str(text)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
