@@ -227,7 +227,7 @@ LOGGING = {
 }
 
 # The channel adapters the pipeline delivers through, one per channel.
-CHANNEL_ADAPTERS: list[str] = []
+CHANNEL_ADAPTERS: list[str] = ["adapters.web.channel.WebAdapter"]
 # The embedded default runs the worker inside the web process; tests that
 # drive their own workers turn it off.
 EMBEDDED_WORKER = env_flag("EMBEDDED_WORKER", True)

@@ -1,0 +1,198 @@
+"""The bubble's HTTP API, as Channels consumers ahead of Django's stack.
+
+Each request makes at most one hop to a thread, for its database and cache
+work (see `adapters.web.chats`); token checks, CORS and JSON stay on the
+event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
+
+from adapters.web import chats, inputs
+from adapters.web.channel import client_options
+from adapters.web.cors import (
+    Headers,
+    cors_headers,
+    header,
+    origin_index,
+    own_origin,
+    preflight_headers,
+    request_origin,
+)
+from adapters.web.pusher.signing import channel_auth
+from adapters.web.tokens import (
+    ChatToken,
+    InvalidChatToken,
+    chat_channel,
+    issue_chat_token,
+    read_chat_token,
+)
+from gateway.errors import ApiError
+from gateway.pipeline.doorbell import ring
+
+logger = logging.getLogger("gateway.web")
+Answer = tuple[int, dict[str, Any]]
+JSON_HEADERS: Headers = [
+    (b"Content-Type", b"application/json"),
+    (b"Cache-Control", b"no-store"),
+]
+
+
+class WebApiConsumer(AsyncHttpConsumer):
+    """Size limit, CORS, bearer tokens and JSON errors for every endpoint."""
+
+    # The API needs no channel layer; skipping it saves a layer channel
+    # per request.
+    channel_layer_alias = None
+    methods: frozenset[str] = frozenset({"POST"})
+    max_body = 16 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.received = 0
+        self.origin: str | None = None
+        self.caller = chats.Caller(None, None, None)
+
+    async def http_request(self, message: dict[str, Any]) -> None:
+        self.received += len(message.get("body", b""))
+        if self.received > self.max_body or self.declared_length() > self.max_body:
+            await self.send_error(
+                ApiError(413, "too_large", "The request body is too large.")
+            )
+            raise StopConsumer()
+        await super().http_request(message)
+
+    def declared_length(self) -> int:
+        length = header(self.scope, b"content-length") or "0"
+        return int(length) if length.isdigit() else 0
+
+    async def handle(self, body: bytes) -> None:
+        self.origin = request_origin(self.scope)
+        client = self.scope.get("client")
+        self.caller = chats.Caller(
+            self.origin, own_origin(self.scope), client[0] if client else None
+        )
+        method = self.scope["method"]
+        if method == "OPTIONS":
+            await self.preflight()
+            return
+        try:
+            if method not in self.methods:
+                raise ApiError(405, "method_not_allowed", "Method not allowed.")
+            status, payload = await self.respond(method, body)
+        except ApiError as error:
+            await self.send_error(error)
+            return
+        await self.send_json(status, payload, cors_headers(self.origin))
+
+    async def respond(self, method: str, body: bytes) -> Answer:
+        raise NotImplementedError
+
+    async def preflight(self) -> None:
+        if self.origin is not None and await self.any_bot_allows_origin():
+            await self.send_response(204, b"", headers=preflight_headers(self.origin))
+        else:
+            await self.send_response(204, b"", headers=[])
+
+    async def any_bot_allows_origin(self) -> bool:
+        """Whether some bot lets the calling page use the API at all."""
+        if self.origin is None or self.origin == self.caller.own_origin:
+            return True
+        if origin_index.stale():
+            await database_sync_to_async(origin_index.reload)()
+        return "*" in origin_index.origins or self.origin in origin_index.origins
+
+    async def send_error(self, error: ApiError) -> None:
+        # The page may read why it failed (a 401 means "start again"),
+        # unless it is a page that may not use the API at all.
+        allowed = (
+            error.code != "origin_not_allowed" and await self.any_bot_allows_origin()
+        )
+        headers = [*error.headers(), (b"Cache-Control", b"no-store")]
+        if allowed:
+            headers += cors_headers(self.origin)
+        await self.send_response(error.status, error.body(), headers=headers)
+
+    async def send_json(
+        self, status: int, payload: dict[str, Any], headers: Headers
+    ) -> None:
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        await self.send_response(status, body, headers=JSON_HEADERS + headers)
+
+    def bearer_token(self) -> ChatToken:
+        """Return the request's valid chat token, or raise a 401."""
+        authorization = header(self.scope, b"authorization") or ""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "missing_token", "A chat token is required.")
+        try:
+            return read_chat_token(token.strip())
+        except InvalidChatToken as reason:
+            logger.info("chat token refused: %s", reason)
+            raise ApiError(
+                401, "invalid_token", "The chat token is not valid."
+            ) from None
+
+
+class SessionsConsumer(WebApiConsumer):
+    """POST sessions: start a conversation and hand out its token."""
+
+    max_body = 1024
+
+    async def respond(self, method: str, body: bytes) -> Answer:
+        web_key = inputs.session_request(body)
+        conversation = await database_sync_to_async(chats.start_chat)(
+            web_key, self.caller
+        )
+        token, expires_at = issue_chat_token(
+            conversation.pk, conversation.bot_id, conversation.created_at
+        )
+        return 201, {
+            "token": token,
+            "channel": chat_channel(token),
+            "expires_at": expires_at.isoformat(),
+            "pusher": client_options(self.scope),
+        }
+
+
+class PusherAuthConsumer(WebApiConsumer):
+    """POST pusher/auth: sign a subscription to the token's own channel."""
+
+    max_body = 1024
+
+    async def respond(self, method: str, body: bytes) -> Answer:
+        token = self.bearer_token()
+        request = inputs.channel_auth_request(body)
+        await database_sync_to_async(chats.authorize_chat)(token, self.caller)
+        if request.channel_name != token.channel:
+            logger.info("chat %s asked for another channel", token.conversation_id)
+            raise ApiError(403, "forbidden_channel", "Not this chat's channel.")
+        return 200, {"auth": channel_auth(request.socket_id, request.channel_name)}
+
+
+class MessagesConsumer(WebApiConsumer):
+    """POST messages: accept what the visitor sent; GET: the history."""
+
+    methods = frozenset({"GET", "POST"})
+
+    async def respond(self, method: str, body: bytes) -> Answer:
+        token = self.bearer_token()
+        if method == "GET":
+            messages = await database_sync_to_async(chats.chat_history)(
+                token, self.caller
+            )
+            return 200, {"messages": messages}
+        sent = inputs.visitor_message(body)
+        accepted = await database_sync_to_async(chats.accept_visitor_message)(
+            token, self.caller, sent.inbound, sent.client_id
+        )
+        if accepted.created:
+            await ring()
+        return 202, {"id": accepted.message.pk}
