@@ -227,7 +227,10 @@ LOGGING = {
 }
 
 # The channel adapters the pipeline delivers through, one per channel.
-CHANNEL_ADAPTERS: list[str] = ["adapters.web.channel.WebAdapter"]
+CHANNEL_ADAPTERS: list[str] = [
+    "adapters.web.channel.WebAdapter",
+    "adapters.facebook.channel.FacebookAdapter",
+]
 # The embedded default runs the worker inside the web process; tests that
 # drive their own workers turn it off.
 EMBEDDED_WORKER = env_flag("EMBEDDED_WORKER", True)

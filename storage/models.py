@@ -177,6 +177,11 @@ class Message(models.Model):
     )
     state = models.CharField(max_length=10, choices=State.choices)
     attempts = models.PositiveIntegerField(default=0)
+    parts_delivered = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Of a reply the platform takes in several messages, how "
+        "many went out already.",
+    )
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,5 +1,9 @@
 """Routes of the Facebook channel served ahead of Django's own stack."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, re_path
 
-http_urlpatterns: list[URLPattern] = []
+from adapters.facebook.consumers import FacebookWebhookConsumer
+
+http_urlpatterns: list[URLPattern] = [
+    re_path(r"^webhooks/facebook$", FacebookWebhookConsumer.as_asgi()),
+]

@@ -1,0 +1,173 @@
+"""Deliver replies to Messenger through the Send API."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from adapters.facebook.graph import Failure, GraphClient, GraphError
+from adapters.facebook.messenger_format import messenger_messages
+from adapters.facebook.pages import mark_token_invalid, page_access_token, throttle_page
+from adapters.facebook.profiles import ProfileRefresher, profile_is_stale
+from adapters.facebook.webhook import OWN_SEND_METADATA
+from botcore.messages import Reply
+from gateway.pipeline.adapters import (
+    ChannelAdapter,
+    PermanentDeliveryError,
+    TemporaryDeliveryError,
+)
+from storage.models import Conversation, Message
+
+logger = logging.getLogger("gateway.facebook")
+STANDARD_WINDOW = timedelta(hours=24)
+HUMAN_AGENT_WINDOW = timedelta(days=7)
+TARGET_FIELDS = {
+    "last_inbound_at": "last_inbound_at",
+    "human_agent_tag": "bot__human_agent_tag",
+    "contact_pk": "contact__pk",
+    "psid": "contact__external_id",
+    "profile_fetched_at": "contact__profile_fetched_at",
+    "page_pk": "contact__page__pk",
+    "page_id": "contact__page__page_id",
+    "sealed_token": "contact__page__access_token_encrypted",
+    "token_invalid_since": "contact__page__token_invalid_since",
+    "throttled_until": "contact__page__throttled_until",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who a conversation's messages go to, and through which page."""
+
+    last_inbound_at: datetime | None
+    human_agent_tag: bool
+    contact_pk: int
+    psid: str
+    profile_fetched_at: datetime | None
+    page_pk: int
+    page_id: str
+    sealed_token: str
+    token_invalid_since: datetime | None
+    throttled_until: datetime | None
+
+    @property
+    def access_token(self) -> str:
+        return page_access_token(self.page_id, self.sealed_token)
+
+
+def load_target(conversation_id: Any) -> Target:
+    """Read, in one query, all a send to this conversation needs."""
+    row = (
+        Conversation.objects.filter(pk=conversation_id)
+        .values_list(*TARGET_FIELDS.values())
+        .first()
+    )
+    target = Target(*row) if row is not None else None
+    if target is None or target.psid is None or target.page_pk is None:
+        raise PermanentDeliveryError("the conversation has no Messenger contact")
+    return target
+
+
+def check_page(target: Target, now: datetime) -> None:
+    """Refuse to call Graph for a page whose token failed or that is held."""
+    if target.token_invalid_since is not None:
+        raise PermanentDeliveryError(
+            "the page's access token is invalid; reconnect the page"
+        )
+    if target.throttled_until is not None and target.throttled_until > now:
+        wait = (target.throttled_until - now).total_seconds()
+        raise TemporaryDeliveryError("page rate limited", retry_after=wait)
+
+
+def messaging_type(target: Target, author: str, now: datetime) -> dict[str, str]:
+    """Choose how a message may go out, from when the person last wrote."""
+    since = now - target.last_inbound_at if target.last_inbound_at else None
+    if since is not None and since <= STANDARD_WINDOW:
+        return {"messaging_type": "RESPONSE"}
+    if author != "human":
+        raise PermanentDeliveryError(
+            "outside Messenger's 24-hour window: only a human may answer"
+        )
+    if not target.human_agent_tag:
+        raise PermanentDeliveryError(
+            "outside Messenger's 24-hour window and the bot's HUMAN_AGENT "
+            "tag is off"
+        )
+    if since is None or since > HUMAN_AGENT_WINDOW:
+        raise PermanentDeliveryError("outside the 7 days of the HUMAN_AGENT tag")
+    return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+
+
+class FacebookAdapter(ChannelAdapter):
+    channel = "facebook"
+
+    def __init__(self, graph: GraphClient | None = None) -> None:
+        self.graph = graph or GraphClient(
+            settings.FACEBOOK_GRAPH_URL, settings.FACEBOOK_APP_SECRET
+        )
+        self.profiles = ProfileRefresher(self.graph)
+
+    def deliver(self, message: Message) -> str | None:
+        target = load_target(message.conversation_id)
+        now = timezone.now()
+        check_page(target, now)
+        kind = messaging_type(target, message.author, now)
+        parts = messenger_messages(Reply.from_dict(message.content))
+        platform_id = None
+        for number in range(message.parts_delivered, len(parts)):
+            body = {
+                "recipient": {"id": target.psid},
+                **kind,
+                "message": {**parts[number], "metadata": OWN_SEND_METADATA},
+            }
+            platform_id = self.send(target, body)
+            if len(parts) > 1:
+                # A retry after a failure goes on from the next part.
+                Message.objects.filter(pk=message.pk).update(
+                    parts_delivered=number + 1
+                )
+        return platform_id
+
+    def send(self, target: Target, body: dict[str, Any]) -> str | None:
+        try:
+            answer = self.graph.send(target.access_token, body)
+        except GraphError as error:
+            raise self.delivery_error(target, error) from None
+        message_id = answer.get("message_id")
+        return message_id if isinstance(message_id, str) else None
+
+    def delivery_error(
+        self, target: Target, error: GraphError
+    ) -> TemporaryDeliveryError | PermanentDeliveryError:
+        if error.failure is Failure.TOKEN_INVALID:
+            mark_token_invalid(target.page_pk, error.reason)
+            return PermanentDeliveryError(error.reason)
+        if error.failure is Failure.THROTTLED:
+            throttle_page(target.page_pk, error.retry_after or 0)
+            return TemporaryDeliveryError(error.reason, error.retry_after)
+        if error.failure is Failure.RETRY:
+            return TemporaryDeliveryError(error.reason)
+        return PermanentDeliveryError(error.reason)
+
+    def bot_is_working(self, conversation: Conversation) -> None:
+        """Show the typing indicator; refresh the profile if it is old."""
+        try:
+            target = load_target(conversation.pk)
+            now = timezone.now()
+            check_page(target, now)
+            messaging_type(target, "bot", now)
+        except (PermanentDeliveryError, TemporaryDeliveryError):
+            return
+        if profile_is_stale(target.profile_fetched_at, now):
+            self.profiles.refresh_soon(target.contact_pk)
+        body = {"recipient": {"id": target.psid}, "sender_action": "typing_on"}
+        try:
+            self.graph.send(target.access_token, body)
+        except GraphError as error:
+            # The reply itself will meet the same error and deal with it.
+            logger.info("typing indicator not shown: %s", error.reason)

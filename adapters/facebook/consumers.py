@@ -1,0 +1,144 @@
+"""The Messenger webhook, served ahead of Django's stack (see DESIGN.md)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
+from django.conf import settings
+
+from adapters.facebook.ingest import store_delivery
+from adapters.facebook.webhook import (
+    MAX_BODY_BYTES,
+    PayloadError,
+    SignatureError,
+    parse_payload,
+    verify_signature,
+)
+from gateway.errors import ApiError
+
+logger = logging.getLogger("gateway.facebook")
+MAX_CHALLENGE_LENGTH = 256
+ACCEPTED = json.dumps({"status": "ok"}).encode()
+
+
+class FacebookWebhookConsumer(AsyncHttpConsumer):
+    """The subscription handshake (GET) and signed event deliveries (POST)."""
+
+    # No channel layer: this consumer is never sent anything, and joining
+    # the layer would cost every request a channel of its own.
+    channel_layer_alias = "facebook-webhook-needs-no-layer"
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # The base class closes stale database connections before each
+        # message, a thread hop per request; the store does it in its own.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.received = 0
+
+    async def http_request(self, message: dict[str, Any]) -> None:
+        """Collect the body, refusing a huge one before reading it all."""
+        if not self.body and declared_length(self.scope) > MAX_BODY_BYTES:
+            await self.refuse(ApiError(413, "too_large", "body too large"))
+        chunk = message.get("body", b"")
+        self.received += len(chunk)
+        if self.received > MAX_BODY_BYTES:
+            await self.refuse(ApiError(413, "too_large", "body too large"))
+        self.body.append(chunk)
+        if not message.get("more_body"):
+            await self.handle(b"".join(self.body))
+            raise StopConsumer()
+
+    async def refuse(self, error: ApiError) -> None:
+        await self.send_error(error)
+        raise StopConsumer()
+
+    async def handle(self, body: bytes) -> None:
+        try:
+            status, content_type, answer = await self.answer(body)
+        except ApiError as error:
+            await self.send_error(error)
+            return
+        await self.send_response(
+            status, answer, headers=[(b"Content-Type", content_type)]
+        )
+
+    async def answer(self, body: bytes) -> tuple[int, bytes, bytes]:
+        method = self.scope["method"]
+        if method == "GET":
+            return 200, b"text/plain", subscription_challenge(self.scope)
+        if method != "POST":
+            raise ApiError(405, "method_not_allowed", "use GET or POST")
+        await accept_delivery(body, request_headers(self.scope))
+        return 200, b"application/json", ACCEPTED
+
+    async def send_error(self, error: ApiError) -> None:
+        await self.send_response(error.status, error.body(), headers=error.headers())
+
+
+def subscription_challenge(scope: dict[str, Any]) -> bytes:
+    """Answer Meta's subscription handshake with its challenge."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    mode = query.get("hub.mode", [""])[0]
+    token = query.get("hub.verify_token", [""])[0]
+    challenge = query.get("hub.challenge", [""])[0]
+    expected = settings.FACEBOOK_VERIFY_TOKEN
+    if not expected or mode != "subscribe" or not hmac.compare_digest(
+        token.encode(), expected.encode()
+    ):
+        logger.warning("webhook subscription handshake refused")
+        raise ApiError(403, "forbidden", "verify token does not match")
+    if not challenge or len(challenge) > MAX_CHALLENGE_LENGTH:
+        raise ApiError(400, "bad_request", "hub.challenge missing or too long")
+    logger.info("webhook subscription handshake accepted")
+    return challenge.encode()
+
+
+async def accept_delivery(body: bytes, headers: dict[str, str]) -> None:
+    """Check, read and store one delivery; raise ApiError to refuse it."""
+    secret = settings.FACEBOOK_APP_SECRET
+    if not secret:
+        raise ApiError(503, "not_configured", "FACEBOOK_APP_SECRET is not set")
+    try:
+        verify_signature(body, headers, secret)
+    except SignatureError as error:
+        logger.warning("webhook delivery refused: %s", error)
+        raise ApiError(401, "bad_signature", str(error)) from None
+    try:
+        payload = parse_payload(json.loads(body))
+    except ValueError as error:
+        reason = error.reason if isinstance(error, PayloadError) else "not JSON"
+        logger.warning("webhook delivery malformed: %s", reason)
+        raise ApiError(400, "bad_request", f"malformed delivery: {reason}") from None
+    if payload.object != "page":
+        logger.info("webhook delivery for object %.40r ignored", payload.object)
+        return
+    if payload.events:
+        await store_delivery(payload.events)
+
+
+def request_headers(scope: dict[str, Any]) -> dict[str, str]:
+    return {
+        name.decode("latin-1").lower(): value.decode("latin-1")
+        for name, value in scope.get("headers", [])
+    }
+
+
+def declared_length(scope: dict[str, Any]) -> int:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0

@@ -1,0 +1,340 @@
+"""Store webhook events durably, many deliveries to one transaction.
+
+Each delivery is acknowledged only once its events are committed. The
+deliveries that arrive while a commit is under way wait for the next one
+and share it (a group commit), so a burst costs a few transactions and
+thread hops instead of one each, and the commit latency of the database
+stops bounding how many deliveries a second one process accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from adapters.facebook.webhook import (
+    Acknowledged,
+    Event,
+    IncomingMessage,
+    PageEcho,
+    Receipt,
+)
+from gateway.pipeline.doorbell import ring
+from storage.models import Bot, Contact, Conversation, FacebookPage, Message
+
+CHANNEL = "facebook"
+logger = logging.getLogger("gateway.facebook")
+# Most events one transaction takes; the rest wait for the next.
+MAX_EVENTS_PER_COMMIT = 1000
+# Our clock stamps `sent_at` a little after Meta's clock stamped the
+# message, and watermarks come from Meta's clock.
+WATERMARK_SKEW = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class Thread:
+    """The conversation of one person with one page."""
+
+    conversation_id: uuid.UUID
+    bot_id: int
+
+
+def store_events(events: Sequence[Event]) -> int:
+    """Store the events of one or more deliveries in one transaction.
+
+    Return how many messages were written (redeliveries included).
+    """
+    with transaction.atomic():
+        return _store(events)
+
+
+def _store(events: Sequence[Event]) -> int:
+    pages = _pages({event.page_id for event in events})
+    known = [event for event in events if event.page_id in pages]
+    for page_id in {event.page_id for event in events} - pages.keys():
+        logger.warning("events for page %s, which no bot has; acknowledged",
+                       page_id)
+    threads = _threads(known, pages)
+    rows = [row for event in known if (row := _message_row(event, threads))]
+    Message.objects.bulk_create(rows, ignore_conflicts=True)
+    _touch_conversations(known, threads)
+    _pause_for_humans(known, threads)
+    for event in known:
+        if isinstance(event, Receipt):
+            _record_receipt(event, threads)
+    return len(rows)
+
+
+def _pages(page_ids: set[str]) -> dict[str, tuple[int, int]]:
+    """Map the connected pages among these ids to (page pk, bot pk)."""
+    return {
+        page_id: (pk, bot_id)
+        for pk, page_id, bot_id in FacebookPage.objects.filter(
+            page_id__in=page_ids
+        ).values_list("pk", "page_id", "bot_id")
+    }
+
+
+def _threads(
+    events: Iterable[Event], pages: dict[str, tuple[int, int]]
+) -> dict[tuple[str, str], Thread]:
+    """Find or start the conversation of each person the events come from."""
+    wanted: dict[tuple[str, str], tuple[int, int]] = {}
+    creatable: set[tuple[str, str]] = set()
+    for event in events:
+        if isinstance(event, Acknowledged):
+            continue
+        key = (event.page_id, event.psid)
+        wanted[key] = pages[event.page_id]
+        if isinstance(event, IncomingMessage | PageEcho):
+            creatable.add(key)
+    threads = _existing_threads(wanted)
+    missing = {key: wanted[key] for key in creatable if key not in threads}
+    if missing:
+        _start_threads(missing)
+        threads.update(_existing_threads(missing))
+    return threads
+
+
+def _existing_threads(
+    wanted: dict[tuple[str, str], tuple[int, int]],
+) -> dict[tuple[str, str], Thread]:
+    if not wanted:
+        return {}
+    by_page: dict[int, str] = {
+        pk: page_id for (page_id, _), (pk, _) in wanted.items()
+    }
+    rows = Conversation.objects.filter(
+        channel=CHANNEL,
+        contact__page_id__in=by_page,
+        contact__external_id__in={psid for _, psid in wanted},
+    ).values_list("pk", "bot_id", "contact__page_id", "contact__external_id")
+    threads = {}
+    for conversation_id, bot_id, page_pk, psid in rows:
+        key = (by_page[int(page_pk)], str(psid))
+        if key in wanted and wanted[key][1] == bot_id:
+            threads[key] = Thread(conversation_id, bot_id)
+    return threads
+
+
+def _start_threads(missing: dict[tuple[str, str], tuple[int, int]]) -> None:
+    # Another delivery may start the same conversation at the same time:
+    # conflicts are skipped, and the rows read back whoever wrote them.
+    Contact.objects.bulk_create(
+        [
+            Contact(bot_id=bot_id, page_id=page_pk, channel=CHANNEL, external_id=psid)
+            for (_, psid), (page_pk, bot_id) in missing.items()
+        ],
+        ignore_conflicts=True,
+    )
+    bots = {(page_pk, psid): bot_id for (_, psid), (page_pk, bot_id) in missing.items()}
+    contacts = Contact.objects.filter(
+        channel=CHANNEL,
+        page_id__in={page_pk for page_pk, _ in bots},
+        external_id__in={psid for _, psid in bots},
+    ).values_list("pk", "page_id", "external_id")
+    conversations = [
+        Conversation(bot_id=bots[(page_pk, psid)], channel=CHANNEL, contact_id=pk)
+        for pk, page_pk, psid in contacts
+        if (page_pk, psid) in bots
+    ]
+    Conversation.objects.bulk_create(conversations, ignore_conflicts=True)
+
+
+Threads = dict[tuple[str, str], Thread]
+
+
+def _message_row(event: Event, threads: Threads) -> Message | None:
+    if isinstance(event, IncomingMessage):
+        return Message(
+            conversation_id=threads[(event.page_id, event.psid)].conversation_id,
+            channel=CHANNEL,
+            direction=Message.Direction.INBOUND,
+            author="user",
+            content=event.inbound.as_dict(),
+            state=Message.State.PENDING,
+            platform_message_id=event.mid,
+        )
+    if isinstance(event, PageEcho) and not event.own_send:
+        # A person of the page answered in the page inbox.
+        return Message(
+            conversation_id=threads[(event.page_id, event.psid)].conversation_id,
+            channel=CHANNEL,
+            direction=Message.Direction.OUTBOUND,
+            author="human",
+            content=event.content,
+            state=Message.State.SENT,
+            platform_message_id=event.mid,
+            sent_at=from_milliseconds(event.timestamp),
+        )
+    return None
+
+
+def _touch_conversations(
+    events: Sequence[Event], threads: dict[tuple[str, str], Thread]
+) -> None:
+    touched = {
+        threads[(event.page_id, event.psid)].conversation_id
+        for event in events
+        if isinstance(event, IncomingMessage)
+    }
+    if touched:
+        Conversation.objects.filter(pk__in=touched).update(
+            last_inbound_at=timezone.now()
+        )
+
+
+def _pause_for_humans(
+    events: Sequence[Event], threads: dict[tuple[str, str], Thread]
+) -> None:
+    """Hold the bot back where a human answered, counted from the answer."""
+    answered: dict[uuid.UUID, tuple[int, int]] = {}
+    for event in events:
+        if isinstance(event, PageEcho) and not event.own_send:
+            thread = threads[(event.page_id, event.psid)]
+            answered[thread.conversation_id] = (thread.bot_id, event.timestamp)
+    if not answered:
+        return
+    holds = dict(
+        Bot.objects.filter(
+            pk__in={bot_id for bot_id, _ in answered.values()}
+        ).values_list("pk", "human_hold_seconds")
+    )
+    for conversation_id, (bot_id, timestamp) in answered.items():
+        until = from_milliseconds(timestamp) + timedelta(seconds=holds[bot_id])
+        Conversation.objects.filter(pk=conversation_id).filter(
+            Q(bot_paused_until__isnull=True) | Q(bot_paused_until__lt=until)
+        ).update(bot_paused_until=until)
+    logger.info("a human answered in %d conversation(s); the bot holds back",
+                len(answered))
+
+
+def _record_receipt(event: Receipt, threads: dict[tuple[str, str], Thread]) -> None:
+    thread = threads.get((event.page_id, event.psid))
+    if thread is None:
+        return
+    moment = from_milliseconds(event.watermark)
+    stamp = "delivered_at" if event.kind == "delivery" else "read_at"
+    sent = Message.objects.filter(
+        conversation_id=thread.conversation_id,
+        direction=Message.Direction.OUTBOUND,
+        state=Message.State.SENT,
+    )
+    covered = Q(sent_at__lte=moment + WATERMARK_SKEW)
+    if event.mids:
+        covered |= Q(platform_message_id__in=event.mids)
+    sent.filter(covered, **{f"{stamp}__isnull": True}).update(**{stamp: moment})
+    if stamp == "read_at":
+        # What was read was delivered, whether or not Meta said so.
+        sent.filter(covered, delivered_at__isnull=True).update(delivered_at=moment)
+
+
+def from_milliseconds(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+Pending = tuple[Sequence[Event], "asyncio.Future[int]"]
+
+
+class GroupCommitter:
+    """Queue deliveries of one event loop and store them in shared commits."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Pending] = []
+        self.flushing = False
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def store(self, events: Sequence[Event]) -> int:
+        """Return once the events are committed (or raise why they are not)."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.waiting.append((events, future))
+        if not self.flushing:
+            self.flushing = True
+            task = asyncio.create_task(self.flush())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return await future
+
+    async def flush(self) -> None:
+        try:
+            while self.waiting:
+                stored = await self.commit(self.take_batch())
+                if stored:
+                    await ring()
+        finally:
+            self.flushing = False
+
+    def take_batch(self) -> list[Pending]:
+        batch: list[Pending] = []
+        count = 0
+        while self.waiting and (not batch or count < MAX_EVENTS_PER_COMMIT):
+            batch.append(self.waiting.pop(0))
+            count += len(batch[-1][0])
+        return batch
+
+    async def commit(self, batch: list[Pending]) -> int:
+        events = [event for delivery, _ in batch for event in delivery]
+        try:
+            stored = await database_sync_to_async(store_events)(events)
+        except Exception as error:  # noqa: BLE001 - find the delivery at fault
+            if len(batch) == 1:
+                settle(batch[0][1], error=error)
+                return 0
+            logger.warning("shared commit of %d deliveries failed (%s); "
+                           "storing them one by one", len(batch),
+                           type(error).__name__)
+            return await self.commit_each(batch)
+        for _, future in batch:
+            settle(future, stored=stored)
+        return stored
+
+    async def commit_each(self, batch: list[Pending]) -> int:
+        total = 0
+        for delivery, future in batch:
+            try:
+                stored = await database_sync_to_async(store_events)(delivery)
+            except Exception as error:  # noqa: BLE001 - answered as a failure
+                settle(future, error=error)
+                continue
+            total += stored
+            settle(future, stored=stored)
+        return total
+
+
+def settle(
+    future: asyncio.Future[int],
+    *,
+    stored: int = 0,
+    error: BaseException | None = None,
+) -> None:
+    """Wake a waiting delivery, unless its request is gone."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(stored)
+
+
+_committers: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, GroupCommitter
+] = weakref.WeakKeyDictionary()
+
+
+async def store_delivery(events: Sequence[Event]) -> int:
+    """Store one delivery's events durably, sharing a commit when it can."""
+    loop = asyncio.get_running_loop()
+    committer = _committers.get(loop)
+    if committer is None:
+        committer = _committers[loop] = GroupCommitter()
+    return await committer.store(events)

@@ -1,0 +1,345 @@
+"""Read Messenger webhook deliveries: check the signature, then the payload.
+
+The signature is checked over the raw bytes before anything is parsed.
+The payload is read through a validating step into the events below; each
+kind of Messenger event is either handled or acknowledged on purpose, as
+the tables at the end of this module say.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botcore.messages import Attachment, Inbound, Reply
+
+logger = logging.getLogger("gateway.facebook")
+
+# Meta batches up to a thousand events in one delivery; this leaves room
+# for that and refuses anything larger before it is read in full.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+# Sent as the `metadata` of every message the gateway sends, and so found
+# in the echoes of those messages.
+OWN_SEND_METADATA = "bot-gateway"
+# The postback of Messenger's "Get started" button, when a page sets it.
+GET_STARTED_PAYLOAD = "GET_STARTED"
+MAX_ID_LENGTH = 64
+ATTACHMENT_KIND = re.compile(r"^[a-z_]{1,20}$")
+
+
+class SignatureError(Exception):
+    """The delivery is not signed with the app secret."""
+
+
+class PayloadError(ValueError):
+    """A payload that does not have the documented shape."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def verify_signature(body: bytes, headers: Mapping[str, str], secret: str) -> None:
+    """Check X-Hub-Signature-256 (or, only without it, the legacy sha1 one).
+
+    `headers` has lower-case names. Raise SignatureError with the reason.
+    """
+    signature = headers.get("x-hub-signature-256")
+    algorithm, prefix = hashlib.sha256, "sha256="
+    if signature is None:
+        signature = headers.get("x-hub-signature")
+        algorithm, prefix = hashlib.sha1, "sha1="
+    if signature is None:
+        raise SignatureError("missing signature")
+    expected = prefix + hmac.new(secret.encode(), body, algorithm).hexdigest()
+    if not hmac.compare_digest(signature.strip().lower().encode(), expected.encode()):
+        raise SignatureError(f"{prefix.rstrip('=')} signature mismatch")
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """Something a person sent to the page."""
+
+    page_id: str
+    psid: str
+    timestamp: int
+    mid: str
+    inbound: Inbound
+
+
+@dataclass(frozen=True)
+class PageEcho:
+    """A message the page sent: by the gateway itself, or by a human."""
+
+    page_id: str
+    psid: str
+    timestamp: int
+    mid: str
+    own_send: bool
+    content: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A delivery or read watermark: messages up to `watermark` (ms) arrived."""
+
+    page_id: str
+    psid: str
+    kind: str
+    watermark: int
+    mids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    """An event accepted and deliberately left alone."""
+
+    page_id: str
+    kind: str
+
+
+Event = IncomingMessage | PageEcho | Receipt | Acknowledged
+
+
+@dataclass(frozen=True)
+class WebhookPayload:
+    object: str
+    events: tuple[Event, ...]
+    malformed: int
+
+
+def parse_payload(data: Any) -> WebhookPayload:
+    """Read a decoded delivery; raise PayloadError if its envelope is wrong.
+
+    A single malformed event is logged and skipped, since Meta would
+    deliver it again unchanged.
+    """
+    root = _object(data, "(body)")
+    kind = _string(root, "object", "object")
+    if kind != "page":
+        return WebhookPayload(kind, (), 0)
+    events: list[Event] = []
+    malformed = 0
+    for index, entry in enumerate(_list(root.get("entry"), "entry")):
+        path = f"entry[{index}]"
+        entry = _object(entry, path)
+        page_id = _identifier(entry, "id", f"{path}.id")
+        for event_path, event in _entry_events(entry, path):
+            try:
+                events.append(read_event(page_id, event, event_path))
+            except PayloadError as error:
+                malformed += 1
+                logger.warning("skipped malformed event: %s", error)
+        if "standby" in entry:
+            events.append(Acknowledged(page_id, "standby"))
+    # Meta may batch out of order; a stable sort keeps each person's
+    # messages in the order they were sent.
+    events.sort(key=event_time)
+    return WebhookPayload(kind, tuple(events), malformed)
+
+
+def event_time(event: Event) -> int:
+    if isinstance(event, IncomingMessage | PageEcho):
+        return event.timestamp
+    return 0
+
+
+def _entry_events(entry: dict[str, Any], path: str) -> list[tuple[str, Any]]:
+    if "messaging" not in entry:
+        return []
+    items = _list(entry["messaging"], f"{path}.messaging")
+    return [(f"{path}.messaging[{i}]", item) for i, item in enumerate(items)]
+
+
+def read_event(page_id: str, raw: Any, path: str) -> Event:
+    event = _object(raw, path)
+    for kind, reader in HANDLED_EVENTS.items():
+        if kind in event:
+            return reader(page_id, event, path)
+    for kind in ACKNOWLEDGED_EVENTS:
+        if kind in event:
+            return Acknowledged(page_id, kind)
+    return Acknowledged(page_id, "unknown")
+
+
+def read_message(page_id: str, event: dict[str, Any], path: str) -> Event:
+    message = _object(event["message"], f"{path}.message")
+    timestamp = _timestamp(event, path)
+    mid = _identifier(message, "mid", f"{path}.message.mid", limit=200)
+    if message.get("is_echo") is True:
+        psid = _party(event, "recipient", path)
+        return PageEcho(
+            page_id, psid, timestamp, mid,
+            own_send=message.get("metadata") == OWN_SEND_METADATA,
+            content=echo_content(message, f"{path}.message"),
+        )
+    psid = _party(event, "sender", path)
+    inbound = message_inbound(message, f"{path}.message")
+    return IncomingMessage(page_id, psid, timestamp, mid, inbound)
+
+
+def message_inbound(message: dict[str, Any], path: str) -> Inbound:
+    text = _optional_string(message, "text", f"{path}.text")
+    if "quick_reply" in message:
+        chip = _object(message["quick_reply"], f"{path}.quick_reply")
+        payload = _string(chip, "payload", f"{path}.quick_reply.payload")
+        return Inbound("postback", text=text, payload=payload)
+    if "attachments" in message:
+        attachments = _attachments(message["attachments"], f"{path}.attachments")
+        return Inbound("attachments", text=text, attachments=attachments)
+    if text is not None:
+        return Inbound("text", text=text)
+    return Inbound("attachments", attachments=(Attachment("unsupported"),))
+
+
+def echo_content(message: dict[str, Any], path: str) -> dict[str, Any]:
+    text = _optional_string(message, "text", f"{path}.text") or ""
+    image = None
+    if "attachments" in message:
+        for attachment in _attachments(message["attachments"], f"{path}.attachments"):
+            if attachment.kind == "image" and attachment.url:
+                image = attachment.url
+                break
+    return Reply(text=text, image=image).as_dict()
+
+
+def read_postback(page_id: str, event: dict[str, Any], path: str) -> Event:
+    postback = _object(event["postback"], f"{path}.postback")
+    psid = _party(event, "sender", path)
+    timestamp = _timestamp(event, path)
+    payload = _optional_string(postback, "payload", f"{path}.postback.payload") or ""
+    title = _optional_string(postback, "title", f"{path}.postback.title")
+    mid = _optional_string(postback, "mid", f"{path}.postback.mid")
+    if mid is None:
+        # Older postbacks carry no id; this one is the same on redelivery.
+        seed = f"{page_id}:{psid}:{timestamp}:{payload}".encode()
+        mid = "postback." + hashlib.sha256(seed).hexdigest()[:40]
+    if payload == GET_STARTED_PAYLOAD:
+        inbound = Inbound("greeting")
+    else:
+        inbound = Inbound("postback", text=title, payload=payload)
+    return IncomingMessage(page_id, psid, timestamp, mid[:200], inbound)
+
+
+def read_receipt(page_id: str, event: dict[str, Any], path: str) -> Event:
+    kind = "delivery" if "delivery" in event else "read"
+    receipt = _object(event[kind], f"{path}.{kind}")
+    watermark = receipt.get("watermark")
+    if isinstance(watermark, bool) or not isinstance(watermark, int):
+        raise PayloadError(f"{path}.{kind}.watermark", "must be an integer")
+    mids = tuple(
+        _string({"mid": mid}, "mid", f"{path}.{kind}.mids")
+        for mid in _list(receipt.get("mids", []), f"{path}.{kind}.mids")
+    )
+    psid = _party(event, "sender", path)
+    return Receipt(page_id, psid, kind, watermark, mids)
+
+
+# The events of a Messenger entry the gateway acts on, and how it reads them.
+HANDLED_EVENTS: dict[str, Callable[[str, dict[str, Any], str], Event]] = {
+    "message": read_message,  # text, quick replies, attachments, echoes
+    "postback": read_postback,
+    "delivery": read_receipt,
+    "read": read_receipt,
+}
+# Events acknowledged on purpose, with the reason nothing is done.
+ACKNOWLEDGED_EVENTS: dict[str, str] = {
+    "reaction": "a reaction asks nothing of the bot",
+    "message_edit": "the bot answered the text as first sent",
+    "optin": "the gateway sends no notification messages",
+    "referral": "the conversation is the same whatever link led to it",
+    "account_linking": "the gateway links no accounts",
+    "policy_enforcement": "Meta's notice to the page owner, not to the bot",
+    "pass_thread_control": "handover is not used",
+    "take_thread_control": "handover is not used",
+    "request_thread_control": "handover is not used",
+    "app_roles": "handover is not used",
+    "game_play": "no games",
+    "messaging_feedback": "surveys are not sent",
+    "response_feedback": "surveys are not sent",
+}
+# An entry's `standby` list carries events of threads another app
+# controls: acknowledged as one event, never answered.
+
+
+def attachment_url(kind: str, payload: dict[str, Any]) -> str | None:
+    url = payload.get("url")
+    # A location's link carries its coordinates: not kept.
+    if kind == "location" or not isinstance(url, str):
+        return None
+    if not url.startswith("https://") or len(url) > 2000:
+        return None
+    return url
+
+
+def _object(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PayloadError(path, "must be an object")
+    return value
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise PayloadError(path, "must be a list")
+    return value
+
+
+def _string(data: dict[str, Any], key: str, path: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise PayloadError(path, "must be a non-empty string")
+    return value
+
+
+def _optional_string(data: dict[str, Any], key: str, path: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(path, "must be a string")
+    return value
+
+
+def _identifier(
+    data: dict[str, Any], key: str, path: str, *, limit: int = MAX_ID_LENGTH
+) -> str:
+    value = data.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise PayloadError(path, f"must be an id of at most {limit} characters")
+    return value
+
+
+def _party(event: dict[str, Any], role: str, path: str) -> str:
+    party = _object(event.get(role), f"{path}.{role}")
+    return _identifier(party, "id", f"{path}.{role}.id")
+
+
+def _timestamp(event: dict[str, Any], path: str) -> int:
+    value = event.get("timestamp")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PayloadError(f"{path}.timestamp", "must be an integer (ms)")
+    return value
+
+
+def _attachments(value: Any, path: str) -> tuple[Attachment, ...]:
+    attachments = []
+    for index, item in enumerate(_list(value, path)):
+        item = _object(item, f"{path}[{index}]")
+        kind = item.get("type")
+        if not isinstance(kind, str) or not ATTACHMENT_KIND.match(kind):
+            kind = "unknown"
+        payload = item.get("payload")
+        if not isinstance(payload, dict):
+            payload = {}
+        if kind == "image" and payload.get("sticker_id") is not None:
+            kind = "sticker"
+        attachments.append(Attachment(kind, attachment_url(kind, payload)))
+    return tuple(attachments)

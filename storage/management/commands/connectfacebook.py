@@ -1,0 +1,87 @@
+"""Connect a Facebook page to a bot."""
+
+import getpass
+import json
+import os
+import re
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from adapters.facebook.graph import GraphClient, GraphError
+from adapters.facebook.pages import PageMovedError, connect_page
+from storage.models import Bot
+
+PAGE_ID = re.compile(r"^[0-9]{1,64}$")
+TOKEN_VARIABLE = "FACEBOOK_PAGE_ACCESS_TOKEN"  # noqa: S105 - a variable name
+# Events the page sends to the webhook once connected.
+SUBSCRIBED_FIELDS = (
+    "messages", "messaging_postbacks", "message_deliveries", "message_reads",
+    "message_echoes", "message_reactions",
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Connect a Facebook page to a bot. The page access token is read from "
+        f"{TOKEN_VARIABLE} or, when that is unset, from standard input."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("slug", help="the bot's slug")
+        parser.add_argument("--page-id", required=True, help="the page's numeric id")
+        parser.add_argument(
+            "--move", action="store_true",
+            help="take the page from the bot it is connected to now",
+        )
+        parser.add_argument(
+            "--offline", action="store_true",
+            help="store the token without checking it with the Graph API",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        page_id = options["page_id"]
+        if not PAGE_ID.match(page_id):
+            raise CommandError("--page-id must be the page's numeric id")
+        bot = Bot.objects.filter(slug=options["slug"]).first()
+        if bot is None:
+            raise CommandError(f"no bot with slug {options['slug']!r}")
+        token = read_token()
+        if not options["offline"]:
+            check_token(token, page_id)
+        try:
+            page, created = connect_page(bot, page_id, token, move=options["move"])
+        except PageMovedError as error:
+            raise CommandError(f"{error}; use --move to take it") from None
+        summary = {"slug": bot.slug, "page_id": page.page_id,
+                   "token_hint": page.token_hint, "created": created}
+        self.stdout.write(json.dumps(summary))
+
+
+def read_token() -> str:
+    token = os.environ.get(TOKEN_VARIABLE)
+    if token is None:
+        if sys.stdin.isatty():
+            token = getpass.getpass("Page access token: ")
+        else:
+            token = sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        raise CommandError(f"no page access token in {TOKEN_VARIABLE} or on stdin")
+    return token
+
+
+def check_token(token: str, page_id: str) -> None:
+    """Check that the token belongs to the page, and subscribe the page."""
+    if not settings.FACEBOOK_APP_SECRET:
+        raise CommandError("FACEBOOK_APP_SECRET is not set (or use --offline)")
+    graph = GraphClient(settings.FACEBOOK_GRAPH_URL, settings.FACEBOOK_APP_SECRET)
+    try:
+        owner = graph.page_of_token(token).get("id")
+        if owner != page_id:
+            raise CommandError("the access token belongs to another page")
+        graph.subscribe_page(token, page_id, SUBSCRIBED_FIELDS)
+    except GraphError as error:
+        raise CommandError(f"the Graph API refused the token: {error.reason}") from None
