@@ -206,7 +206,8 @@ DELIVERY_MAX_ATTEMPTS = int(os.environ.get("DELIVERY_MAX_ATTEMPTS", "8"))
 DELIVERY_BACKOFF_BASE = float(os.environ.get("DELIVERY_BACKOFF_BASE", "1"))
 DELIVERY_BACKOFF_CAP = float(os.environ.get("DELIVERY_BACKOFF_CAP", "300"))
 
-# Logging never carries a client address: Daphne's access log is off and
+# Logging never carries a client address: Daphne's access log is written
+# without it, every handler redacts IP addresses (adapters.web.privacy), and
 # the gateway's own loggers log reasons and internal ids only.
 LOGGING = {
     "version": 1,
@@ -214,8 +215,15 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
+    "filters": {
+        "no_addresses": {"()": "adapters.web.privacy.RedactAddresses"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["no_addresses"],
+        },
     },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
