@@ -73,4 +73,4 @@ def install_address_free_access_log() -> None:
     """
     import daphne.cli
 
-    daphne.cli.AccessLogGenerator = AddressFreeAccessLog  # type: ignore[misc]
+    daphne.cli.AccessLogGenerator = AddressFreeAccessLog
