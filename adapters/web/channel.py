@@ -13,7 +13,7 @@ import logging
 import re
 from functools import lru_cache
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import pusher
 from asgiref.sync import async_to_sync
@@ -97,7 +97,17 @@ class CloudPublisher(Publisher):
     """Publish through Pusher Channels' HTTP API."""
 
     def __init__(self, url: str) -> None:
-        self.client = pusher.Pusher.from_url(url, timeout=5)
+        # Not Pusher.from_url: it takes "host:port" for the host name.
+        parts = urlsplit(url)
+        self.client = pusher.Pusher(
+            app_id=parts.path.rstrip("/").rsplit("/", 1)[-1],
+            key=unquote(parts.username or ""),
+            secret=unquote(parts.password or ""),
+            host=parts.hostname,
+            port=parts.port,
+            ssl=parts.scheme == "https",
+            timeout=5,
+        )
 
     def publish(self, channels: list[str], data: str) -> None:
         self.client.trigger(channels, EVENT, data)

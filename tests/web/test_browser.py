@@ -1,0 +1,275 @@
+"""End to end in headless Chromium, with the real pusher-js, under a strict CSP.
+
+The host page is the demo page, served by `manage.py demopage` from another
+origin than the gateway. The chat runs once against the gateway's own
+Pusher server and once with PUSHER_URL pointing at a second gateway that
+plays Pusher's cloud.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from storage.bots import import_bot
+from storage.models import Bot, Conversation
+from tests.conftest import (
+    PYTHON,
+    REPO,
+    GatewayProcess,
+    free_port,
+    process_env,
+    wait_for_http,
+)
+from tests.web.proxy import relay
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+    "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+VISITOR_ADDRESS = "127.0.0.2"
+USER_AGENT = "GatewayPrivacyProbe/7.3 (visitor-ua-3f9c1e)"
+WATCH_FOR_VIOLATIONS = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__violations.push(event.violatedDirective + " " + event.blockedURI);
+});
+"""
+REPLY_TIMEOUT = 20_000
+
+
+@pytest.fixture
+def browser(transactional_db: None) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def start_process(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    started: list[GatewayProcess] = []
+
+    def start(args: list[str], env: dict[str, str] | None = None) -> GatewayProcess:
+        log = tmp_path / f"process-{len(started)}.log"
+        process = GatewayProcess(args, process_env(env), log).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+class Page_:
+    """The browser tab on the demo page, and what it reported."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.problems: list[str] = []
+        page.on("console", self.console)
+        page.on("pageerror", lambda error: self.problems.append(f"error: {error}"))
+        page.add_init_script(WATCH_FOR_VIOLATIONS)
+
+    def console(self, message: Any) -> None:
+        if message.type in {"error", "warning"}:
+            self.problems.append(f"console {message.type}: {message.text}")
+
+    def bot_says(self, text: str) -> None:
+        self.page.locator(".gwc-from-bot", has_text=text).first.wait_for(
+            timeout=REPLY_TIMEOUT
+        )
+
+    def log_text(self) -> str:
+        return self.page.inner_text(".gwc-log")
+
+    def assert_clean(self) -> None:
+        violations = self.page.evaluate("window.__violations")
+        assert violations == []
+        assert self.problems == []
+
+
+def off_the_loop(function: Callable[..., Any], *args: Any) -> Any:
+    """Run database code in a thread: Playwright runs a loop in this one."""
+
+    def run() -> Any:
+        try:
+            return function(*args)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as executor:
+        return executor.submit(run).result()
+
+
+def demo_bot(origin: str) -> Bot:
+    return off_the_loop(_import_demo_bot, origin)
+
+
+def _import_demo_bot(origin: str) -> Bot:
+    bot_file = json.loads((REPO / "bots" / "demo.json").read_text())
+    bot_file["web"]["allowed_origins"] = [origin]
+    bot, _ = import_bot(bot_file)
+    return bot
+
+
+def start_demo_page(
+    start_process: Callable[..., GatewayProcess],
+    gateway: str,
+    bot: Bot,
+    websocket: str = "",
+) -> str:
+    port = free_port()
+    args = [PYTHON, "manage.py", "demopage", "--port", str(port),
+            "--gateway", gateway, "--web-key", bot.web_key]
+    if websocket:
+        args += ["--websocket", websocket]
+    start_process(args)
+    url = f"http://localhost:{port}/"
+    wait_for_http(url)
+    return url
+
+
+def chat_through_the_bubble(tab: Page_, demo_url: str) -> None:
+    page = tab.page
+    page.goto(demo_url)
+    # Keyboard only: the launcher is the first stop, Enter opens the panel
+    # and puts the focus in the message field.
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    tab.bot_says("Fjord Coffee assistant")
+    assert page.evaluate("document.activeElement.id") == "gwc-input"
+
+    page.keyboard.type("when are you open")
+    page.keyboard.press("Enter")
+    tab.bot_says("Monday to Friday")
+
+    page.get_by_role("button", name="Where are you?").click()
+    tab.bot_says("Harbour Street")
+
+
+def reload_keeps_the_conversation(tab: Page_) -> None:
+    tab.page.reload()
+    tab.bot_says("Harbour Street")
+    log = tab.log_text()
+    for text in ["Fjord Coffee assistant", "when are you open",
+                 "Monday to Friday", "Where are you?", "Harbour Street"]:
+        assert text in log
+    assert log.count("Monday to Friday") == 1
+
+
+def workers_for(start_worker: Callable[..., GatewayProcess],
+                env: dict[str, str] | None = None) -> None:
+    """Start a worker when the web process does not run one itself."""
+    if settings.REDIS_URL:
+        start_worker(env)
+
+
+def scan_database(needles: list[str]) -> list[str]:
+    """Return table.column places where any needle appears, in any table."""
+    found = []
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - own names
+            columns = [column[0] for column in cursor.description]
+            for row in cursor.fetchall():
+                for column, value in zip(columns, row, strict=True):
+                    text = value.decode(errors="replace") if isinstance(
+                        value, bytes | memoryview
+                    ) else str(value)
+                    found += [f"{table}.{column}" for n in needles if n in text]
+    return found
+
+
+def test_chat_with_the_self_hosted_pusher_server_leaves_no_trace_of_the_visitor(
+    browser: Browser,
+    start_web: Callable[..., tuple[GatewayProcess, str]],
+    start_worker: Callable[..., GatewayProcess],
+    start_process: Callable[..., GatewayProcess],
+) -> None:
+    web, base = start_web()
+    worker_logs: list[GatewayProcess] = []
+    if settings.REDIS_URL:
+        worker_logs.append(start_worker())
+    port = int(base.rsplit(":", 1)[1])
+    with relay(("127.0.0.1", port), VISITOR_ADDRESS) as visitor_route:
+        gateway = f"http://127.0.0.1:{visitor_route.port}"
+        demo_url = start_demo_page(start_process, gateway, demo_bot_for_demo())
+        tab = Page_(browser.new_page(user_agent=USER_AGENT))
+        chat_through_the_bubble(tab, demo_url)
+
+        # A dropped connection: pusher-js reconnects and the chat goes on.
+        visitor_route.drop_connections()
+        tab.page.locator(".gwc-status", has_text="Reconnected").wait_for(
+            timeout=REPLY_TIMEOUT
+        )
+        tab.page.fill(".gwc-input", "what is on the menu")
+        tab.page.keyboard.press("Enter")
+        tab.bot_says("cinnamon buns")
+
+        reload_keeps_the_conversation(tab)
+        tab.assert_clean()
+        assert visitor_route.upstream_sources == {VISITOR_ADDRESS}
+
+    assert off_the_loop(Conversation.objects.count) == 1
+    needles = [VISITOR_ADDRESS, USER_AGENT, "visitor-ua-3f9c1e"]
+    assert off_the_loop(scan_database, needles) == []
+    web.stop()
+    for process in [web, *worker_logs]:
+        output = process.output()
+        assert "POST /api/web/v1/messages" in output  or process is not web
+        for needle in needles:
+            assert needle not in output
+
+
+def demo_bot_for_demo() -> Bot:
+    """The demo bot, allowing the demo page's origin (any port on localhost)."""
+    return demo_bot("*")
+
+
+def test_chat_through_pusher_url_against_a_stand_in_cloud(
+    browser: Browser,
+    start_web: Callable[..., tuple[GatewayProcess, str]],
+    start_worker: Callable[..., GatewayProcess],
+    start_process: Callable[..., GatewayProcess],
+) -> None:
+    cloud_env = {
+        "EMBEDDED_WORKER": "0",
+        "PUSHER_APP_ID": "424242",
+        "PUSHER_KEY": "cloudkey0123456789ab",
+        "PUSHER_SECRET": "cloud-secret-for-tests",
+    }
+    _, cloud = start_web(cloud_env)
+    cloud_port = cloud.rsplit(":", 1)[1]
+    env = {
+        "PUSHER_URL": f"http://{cloud_env['PUSHER_KEY']}:"
+        f"{cloud_env['PUSHER_SECRET']}@127.0.0.1:{cloud_port}/apps/424242",
+        "PUSHER_WS_HOST": "127.0.0.1",
+        "PUSHER_WS_PORT": cloud_port,
+    }
+    _, base = start_web(env)
+    workers_for(start_worker, env)
+    bot = demo_bot("*")
+    demo_url = start_demo_page(
+        start_process, base, bot, websocket=f"ws://127.0.0.1:{cloud_port}"
+    )
+    tab = Page_(browser.new_page())
+    chat_through_the_bubble(tab, demo_url)
+    sockets = tab.page.evaluate("performance.getEntriesByType('resource')"
+                                ".map(e => e.name)")
+    assert not [name for name in sockets if "pusher.com" in name]
+    reload_keeps_the_conversation(tab)
+    tab.assert_clean()
