@@ -206,9 +206,10 @@ DELIVERY_MAX_ATTEMPTS = int(os.environ.get("DELIVERY_MAX_ATTEMPTS", "8"))
 DELIVERY_BACKOFF_BASE = float(os.environ.get("DELIVERY_BACKOFF_BASE", "1"))
 DELIVERY_BACKOFF_CAP = float(os.environ.get("DELIVERY_BACKOFF_CAP", "300"))
 
-# Logging never carries a client address: Daphne's access log is written
-# without it, every handler redacts IP addresses (adapters.web.privacy), and
-# the gateway's own loggers log reasons and internal ids only.
+# Logging never carries a client address or user agent: Daphne's access log
+# is written without the address, every handler drops Twisted's access lines
+# and redacts IP addresses (adapters.web.privacy), and the gateway's own
+# loggers log reasons and internal ids only.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -216,13 +217,13 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "filters": {
-        "no_addresses": {"()": "adapters.web.privacy.RedactAddresses"},
+        "visitor_privacy": {"()": "adapters.web.privacy.PrivacyFilter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["no_addresses"],
+            "filters": ["visitor_privacy"],
         },
     },
     "root": {"handlers": ["console"], "level": "INFO"},

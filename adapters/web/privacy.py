@@ -6,8 +6,10 @@ at higher verbosity its own and Twisted's log lines name the peer. The
 gateway promises never to log a visitor's address, so:
 
 - the access log keeps its lines but writes "-" where the address was;
-- a logging filter on the gateway's handlers replaces anything that parses
-  as an IP address in a log line (message and traceback) by "[address]".
+- a logging filter on the gateway's handlers drops Twisted's own access log
+  lines (at verbosity 2 and up; they carry the user agent and referrer), and
+  replaces anything that parses as an IP address in a log line (message and
+  traceback) by "[address]".
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 from daphne.access import AccessLogGenerator
 
 REDACTED = "[address]"
+# Twisted's "combined" access log line: "client" - user [date] "request" ...
+COMBINED_LOG_LINE = re.compile(r'^"?[^" ]*"? \S+ \S+ \[[^\]]+\] "[A-Z]+ ')
 IPV4_CANDIDATE = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.])")
 IPV6_CANDIDATE = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
                             r"(?:%\w+)?(?![\w:])")
@@ -42,11 +46,13 @@ def redact_addresses(text: str) -> str:
     return IPV6_CANDIDATE.sub(_redact_match, text)
 
 
-class RedactAddresses(logging.Filter):
-    """A handler filter: log records leave without IP addresses."""
+class PrivacyFilter(logging.Filter):
+    """A handler filter: no access log lines, no IP addresses."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if record.name.startswith("daphne") and COMBINED_LOG_LINE.match(message):
+            return False
         redacted = redact_addresses(message)
         if redacted != message:
             record.msg, record.args = redacted, None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 
 class Relay:
@@ -58,20 +58,16 @@ class Relay:
             pass
         finally:
             for end in (reader, writer):
-                try:
+                with suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def drop_connections(self) -> None:
         """Cut every open connection, as a flaky network would."""
         with self.lock:
             dropped, self.sockets = self.sockets, []
         for end in dropped:
-            try:
+            with suppress(OSError):
                 end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             end.close()
 
     def close(self) -> None:

@@ -1,0 +1,162 @@
+"""Publishing replies: parts under Pusher's limit, the token's own channel."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+
+from adapters.web import channel as web_channel
+from adapters.web.channel import (
+    MAX_EVENT_BYTES,
+    Publisher,
+    WebAdapter,
+    encode_event,
+    split_payload,
+)
+from adapters.web.pusher.signing import sign
+from adapters.web.routing import websocket_urlpatterns
+from gateway.pipeline.adapters import TemporaryDeliveryError
+from storage.models import Bot, Conversation, Message
+from tests.web.conftest import call, start_session
+
+
+def bot_message(text: str, **extras: Any) -> dict[str, Any]:
+    return {"id": 9, "sender": "bot", "text": text, "buttons": [],
+            "quick_replies": [], "image": None,
+            "created_at": "2026-01-01T00:00:00+00:00", **extras}
+
+
+def test_a_small_message_is_one_event() -> None:
+    payload = bot_message("Hello")
+    assert split_payload(payload) == [payload]
+
+
+@pytest.mark.parametrize("character", ["a", "é", "€", "🙂", '"'])
+def test_a_large_message_is_split_not_dropped(character: str) -> None:
+    buttons = [{"title": "Where?", "payload": "address"}]
+    payload = bot_message(character * 12_000, buttons=buttons,
+                          image="https://example.com/a.png")
+    parts = split_payload(payload)
+    assert len(parts) > 1
+    assert all(len(encode_event(part)) <= MAX_EVENT_BYTES for part in parts)
+    assert "".join(part["text"] for part in parts) == payload["text"]
+    assert [(p["part"], p["parts"]) for p in parts] == [
+        (n, len(parts)) for n in range(1, len(parts) + 1)
+    ]
+    assert parts[-1]["buttons"] == buttons and parts[-1]["image"]
+    assert all(not part["buttons"] for part in parts[:-1])
+    assert {part["id"] for part in parts} == {9}
+
+
+def test_extras_that_do_not_fit_with_text_travel_alone() -> None:
+    chips = [{"title": "t" * 80, "payload": "p" * 100} for _ in range(13)]
+    payload = bot_message("x" * 20_000, quick_replies=chips)
+    parts = split_payload(payload)
+    assert all(len(encode_event(part)) <= MAX_EVENT_BYTES for part in parts)
+    assert parts[-1]["quick_replies"] == chips
+    assert "".join(part["text"] for part in parts) == payload["text"]
+
+
+class RecordingPublisher(Publisher):
+    def __init__(self, fail: bool = False) -> None:
+        self.events: list[tuple[list[str], str]] = []
+        self.fail = fail
+
+    def publish(self, channels: list[str], data: str) -> None:
+        if self.fail:
+            raise ConnectionError("down")
+        self.events.append((channels, data))
+
+
+@pytest.fixture
+def reply(transactional_db: None) -> Message:
+    bot = Bot.objects.create(slug="b", name="B", allowed_origins=["*"])
+    conversation = Conversation.objects.create(bot=bot, channel="web")
+    return Message.objects.create(
+        conversation=conversation, channel="web", direction="out", author="bot",
+        state="queued", content={"text": "Hi", "buttons": [], "quick_replies": [],
+                                 "image": None},
+    )
+
+
+def test_a_failed_publish_is_retried_by_the_pipeline(
+    reply: Message, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = RecordingPublisher(fail=True)
+    monkeypatch.setattr(web_channel, "publisher_for", lambda url: failing)
+    with pytest.raises(TemporaryDeliveryError):
+        WebAdapter().deliver(reply)
+
+
+def test_a_reply_goes_to_the_chats_channel_as_listed(
+    reply: Message, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publisher = RecordingPublisher()
+    monkeypatch.setattr(web_channel, "publisher_for", lambda url: publisher)
+    WebAdapter().deliver(reply)
+    [(channels, data)] = publisher.events
+    assert len(channels) == 1 and channels[0].startswith("private-chat-")
+    event = json.loads(data)
+    assert event["id"] == reply.pk and event["sender"] == "bot"
+    assert event["text"] == "Hi"
+
+
+async def websocket() -> tuple[WebsocketCommunicator, str]:
+    communicator = WebsocketCommunicator(
+        URLRouter(websocket_urlpatterns), f"/app/{settings.PUSHER_KEY}?protocol=7"
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    established = await communicator.receive_json_from(5)
+    socket_id = json.loads(established["data"])["socket_id"]
+    return communicator, socket_id
+
+
+async def subscribe(
+    communicator: WebsocketCommunicator, channel: str, auth: str
+) -> dict[str, Any]:
+    await communicator.send_json_to({
+        "event": "pusher:subscribe", "data": {"channel": channel, "auth": auth},
+    })
+    return dict(await communicator.receive_json_from(5))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_forged_subscription_is_refused_and_a_real_one_gets_replies() -> None:
+    bot = await Bot.objects.acreate(slug="ws", name="WS", allowed_origins=["*"])
+    session = await start_session(bot.web_key)
+    communicator, socket_id = await websocket()
+
+    forged = f"{settings.PUSHER_KEY}:" + sign("not-the-secret",
+                                              f"{socket_id}:{session['channel']}")
+    refused = await subscribe(communicator, session["channel"], forged)
+    assert refused["event"] == "pusher:subscription_error"
+
+    answer = await call(
+        "POST", "/api/web/v1/pusher/auth",
+        f"socket_id={socket_id}&channel_name={session['channel']}".encode(),
+        token=session["token"], content_type="application/x-www-form-urlencoded",
+    )
+    while (await communicator.receive_json_from(5))["event"] != "pusher:error":
+        pass
+    accepted = await subscribe(communicator, session["channel"],
+                               answer.json()["auth"])
+    assert accepted["event"] == "pusher_internal:subscription_succeeded"
+
+    conversation = await Conversation.objects.aget()
+    reply = await Message.objects.acreate(
+        conversation=conversation, channel="web", direction="out", author="bot",
+        state="queued", content={"text": "Welcome", "buttons": [],
+                                 "quick_replies": [], "image": None},
+    )
+    await sync_to_async(WebAdapter().deliver)(reply)
+    event = await communicator.receive_json_from(5)
+    assert event["event"] == "message" and event["channel"] == session["channel"]
+    assert json.loads(event["data"])["text"] == "Welcome"
+    await communicator.disconnect()
