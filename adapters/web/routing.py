@@ -4,6 +4,8 @@ from django.urls import URLPattern, re_path
 
 from adapters.web.api import MessagesConsumer, PusherAuthConsumer, SessionsConsumer
 from adapters.web.assets import AssetConsumer
+from adapters.web.pusher.http_api import PusherHttpApi
+from adapters.web.pusher.socket import PusherSocket
 
 http_urlpatterns: list[URLPattern] = [
     re_path(
@@ -22,5 +24,11 @@ http_urlpatterns: list[URLPattern] = [
         r"^web/(?P<name>[a-z]+(?:\.min)?\.(?:js|css))$",
         AssetConsumer.as_asgi(),
     ),
+    re_path(
+        r"^apps/(?P<app_id>[0-9]+)/(?P<resource>events|batch_events|channels.*)$",
+        PusherHttpApi.as_asgi(),
+    ),
 ]
-websocket_urlpatterns: list[URLPattern] = []
+websocket_urlpatterns: list[URLPattern] = [
+    re_path(r"^app/(?P<key>[^/]+)$", PusherSocket.as_asgi()),
+]
