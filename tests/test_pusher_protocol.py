@@ -1,0 +1,524 @@
+"""The self-hosted Pusher protocol 7: in-process, then with the real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as websocket_connect
+
+from adapters.web.pusher.hub import get_hub, stop_hub
+from adapters.web.pusher.publish import PublishError, publish, publish_sync
+from adapters.web.pusher.signing import channel_auth
+from tests.conftest import REPO
+from tests.conftest_pusher import (
+    api_client,
+    connect,
+    receive_event,
+    socket_path,
+    subscribe,
+    subscribed,
+    websocket_app,
+)
+
+
+@pytest.fixture(autouse=True)
+async def stop_pusher_hub() -> AsyncIterator[None]:
+    yield
+    await stop_hub()
+
+
+async def refused_with(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    socket = WebsocketCommunicator(websocket_app, path)
+    connected, _ = await socket.connect()
+    assert connected
+    error = await receive_event(socket)
+    return error, await socket.receive_output(timeout=3)
+
+
+# The websocket, in-process.
+
+
+async def test_connection_established_carries_a_json_string() -> None:
+    socket = WebsocketCommunicator(websocket_app, socket_path())
+    await socket.connect()
+
+    frame = await receive_event(socket)
+
+    assert frame["event"] == "pusher:connection_established"
+    assert isinstance(frame["data"], str)
+    data = json.loads(frame["data"])
+    assert set(data) == {"socket_id", "activity_timeout"}
+    first, _, second = data["socket_id"].partition(".")
+    assert first.isdigit() and second.isdigit()
+    assert data["activity_timeout"] == 120
+    await socket.disconnect()
+
+
+async def test_wrong_key_is_refused_with_4001() -> None:
+    error, close = await refused_with(socket_path(key="wrong"))
+
+    assert error == {
+        "event": "pusher:error",
+        "data": {"code": 4001, "message": "Application does not exist"},
+    }
+    assert close == {"type": "websocket.close", "code": 4001}
+
+
+@pytest.mark.parametrize(
+    ("query", "code"), [("client=js", 4008), ("protocol=2", 4007), ("protocol=x", 4007)]
+)
+async def test_missing_or_old_protocol_is_refused(query: str, code: int) -> None:
+    error, close = await refused_with(socket_path(query=query))
+
+    assert error["data"]["code"] == code
+    assert close["code"] == code
+
+
+async def test_public_subscription_receives_published_events() -> None:
+    socket, _ = await connect()
+
+    answer = await subscribe(socket, "news")
+    await publish("news", "headline", {"title": "Hi"})
+
+    assert answer == {
+        "event": "pusher_internal:subscription_succeeded",
+        "channel": "news",
+        "data": "{}",
+    }
+    assert await receive_event(socket) == {
+        "event": "headline",
+        "channel": "news",
+        "data": '{"title":"Hi"}',
+    }
+    await socket.disconnect()
+
+
+async def test_private_subscription_with_a_good_signature() -> None:
+    socket, socket_id = await connect()
+
+    answer = await subscribe(
+        socket, "private-chat-a", channel_auth(socket_id, "private-chat-a")
+    )
+    await publish("private-chat-a", "message", "hello")
+
+    assert answer["event"] == "pusher_internal:subscription_succeeded"
+    assert (await receive_event(socket))["data"] == "hello"
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda socket_id: None,
+        lambda socket_id: channel_auth(socket_id, "private-chat-b"),
+        lambda socket_id: channel_auth("1.1", "private-chat-a"),
+        lambda socket_id: channel_auth(socket_id, "private-chat-a")[:-1] + "0",
+        lambda socket_id: (
+            "otherkey:" + channel_auth(socket_id, "private-chat-a").split(":")[1]
+        ),
+    ],
+)
+async def test_private_subscription_with_a_forged_signature_is_refused(
+    forge: Callable[[str], str | None],
+) -> None:
+    socket, socket_id = await connect()
+
+    answer = await subscribe(socket, "private-chat-a", forge(socket_id))
+    error = await receive_event(socket)
+    await publish("private-chat-a", "message", "secret")
+
+    assert answer == {
+        "event": "pusher:subscription_error",
+        "channel": "private-chat-a",
+        "data": {"type": "AuthError", "error": "Invalid signature", "status": 401},
+    }
+    assert error == {
+        "event": "pusher:error",
+        "data": {"code": None, "message": "Invalid signature"},
+    }
+    assert await socket.receive_nothing(timeout=0.2)
+    await socket.disconnect()
+
+
+async def test_presence_channels_are_refused() -> None:
+    socket, socket_id = await connect()
+
+    answer = await subscribe(
+        socket, "presence-room", channel_auth(socket_id, "presence-room")
+    )
+
+    assert answer["event"] == "pusher:subscription_error"
+    assert answer["data"]["status"] == 403
+    await socket.disconnect()
+
+
+async def test_ping_is_answered_with_pong() -> None:
+    socket, _ = await connect()
+
+    await socket.send_json_to({"event": "pusher:ping", "data": {}})
+
+    assert await receive_event(socket) == {"event": "pusher:pong", "data": {}}
+    await socket.disconnect()
+
+
+async def test_unsubscribed_socket_receives_nothing_more() -> None:
+    socket, _ = await subscribed("news")
+
+    await socket.send_json_to(
+        {"event": "pusher:unsubscribe", "data": {"channel": "news"}}
+    )
+    await socket.send_json_to({"event": "pusher:ping", "data": {}})
+    assert (await receive_event(socket))["event"] == "pusher:pong"
+    await publish("news", "headline", "late")
+
+    assert await socket.receive_nothing(timeout=0.2)
+    await socket.disconnect()
+
+
+async def test_subscribing_twice_delivers_once() -> None:
+    socket, _ = await subscribed("news")
+
+    assert (await subscribe(socket, "news"))["event"] == (
+        "pusher_internal:subscription_succeeded"
+    )
+    await publish("news", "headline", "once")
+
+    assert (await receive_event(socket))["data"] == "once"
+    assert await socket.receive_nothing(timeout=0.2)
+    await socket.disconnect()
+
+
+async def test_publish_fans_out_and_excludes_a_socket() -> None:
+    first, first_id = await subscribed("private-room")
+    second, _ = await subscribed("private-room")
+
+    await publish("private-room", "note", "to the second", except_socket_id=first_id)
+
+    assert (await receive_event(second))["data"] == "to the second"
+    assert await first.receive_nothing(timeout=0.2)
+    await first.disconnect()
+    await second.disconnect()
+
+
+async def test_publish_sync_works_from_synchronous_code() -> None:
+    socket, _ = await subscribed("news")
+
+    await sync_to_async(publish_sync)("news", "headline", {"from": "sync"})
+
+    assert (await receive_event(socket))["data"] == '{"from":"sync"}'
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("channel", "event", "data"),
+    [("bad channel", "e", ""), ("news", "pusher:x", ""), ("news", "e", "x" * 10241)],
+)
+async def test_publish_refuses_what_pusher_refuses(
+    channel: str, event: str, data: str
+) -> None:
+    with pytest.raises(PublishError):
+        await publish(channel, event, data)
+
+
+async def test_client_events_are_refused_by_default() -> None:
+    socket, _ = await subscribed("private-room")
+    other, _ = await subscribed("private-room")
+
+    await socket.send_json_to(
+        {"event": "client-typing", "channel": "private-room", "data": {}}
+    )
+
+    error = await receive_event(socket)
+    assert error["event"] == "pusher:error"
+    assert error["data"]["message"] == "Client events are not enabled"
+    assert await other.receive_nothing(timeout=0.2)
+    await socket.disconnect()
+    await other.disconnect()
+
+
+async def test_enabled_client_events_reach_the_others_only(settings: Any) -> None:
+    settings.PUSHER_CLIENT_EVENTS = True
+    sender, _ = await subscribed("private-room")
+    other, _ = await subscribed("private-room")
+
+    await sender.send_json_to(
+        {"event": "client-typing", "channel": "private-room", "data": {"on": True}}
+    )
+
+    assert await receive_event(other) == {
+        "event": "client-typing",
+        "channel": "private-room",
+        "data": '{"on":true}',
+    }
+    assert await sender.receive_nothing(timeout=0.2)
+    await sender.disconnect()
+    await other.disconnect()
+
+
+@pytest.mark.parametrize("channel", ["news", "private-elsewhere"])
+async def test_client_events_need_a_subscribed_private_channel(
+    settings: Any, channel: str
+) -> None:
+    settings.PUSHER_CLIENT_EVENTS = True
+    socket, _ = await subscribed("news")
+
+    await socket.send_json_to(
+        {"event": "client-typing", "channel": channel, "data": {}}
+    )
+
+    assert (await receive_event(socket))["event"] == "pusher:error"
+    await socket.disconnect()
+
+
+async def test_client_events_are_rate_limited_with_4301(settings: Any) -> None:
+    settings.PUSHER_CLIENT_EVENTS = True
+    socket, _ = await subscribed("private-room")
+    frame = {"event": "client-typing", "channel": "private-room", "data": {}}
+
+    for _ in range(11):
+        await socket.send_json_to(frame)
+
+    error = await receive_event(socket)
+    assert error["data"] == {
+        "code": 4301,
+        "message": "Client event rejected due to rate limit",
+    }
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"text_data": "not json"},
+        {"text_data": "[1, 2]"},
+        {"text_data": '{"data": {}}'},
+        {"text_data": '{"event": "pusher:signin", "data": {}}'},
+        {"text_data": '{"event": "nonsense", "data": {}}'},
+        {"text_data": '{"event": "pusher:subscribe", "data": {"channel": "a b"}}'},
+        {"text_data": "x" * 20000},
+        {"bytes_data": b"\x00"},
+    ],
+)
+async def test_malformed_frames_get_an_error_and_the_socket_stays_open(
+    frame: dict[str, Any],
+) -> None:
+    socket, _ = await connect()
+
+    await socket.send_to(**frame)
+    error = await receive_event(socket)
+    await socket.send_json_to({"event": "pusher:ping", "data": {}})
+
+    assert error["event"] == "pusher:error"
+    assert error["data"]["code"] is None
+    assert (await receive_event(socket))["event"] == "pusher:pong"
+    await socket.disconnect()
+
+
+async def test_idle_socket_is_pinged_then_closed_with_4201() -> None:
+    socket, _ = await connect()
+    hub = get_hub()
+    (consumer,) = hub.sockets
+
+    consumer.last_seen -= 121
+    await hub.check_activity(time.monotonic())
+    ping = await receive_event(socket)
+    consumer.last_seen -= 30
+    await hub.check_activity(time.monotonic())
+
+    assert ping == {"event": "pusher:ping", "data": {}}
+    close = await socket.receive_output(timeout=3)
+    assert (close["type"], close["code"]) == ("websocket.close", 4201)
+    await socket.disconnect()
+
+
+async def test_answering_a_ping_keeps_the_socket_open() -> None:
+    socket, _ = await connect()
+    hub = get_hub()
+    (consumer,) = hub.sockets
+
+    consumer.last_seen -= 121
+    await hub.check_activity(time.monotonic())
+    assert (await receive_event(socket))["event"] == "pusher:ping"
+    await socket.send_json_to({"event": "pusher:pong", "data": {}})
+    await socket.send_json_to({"event": "pusher:ping", "data": {}})
+    assert (await receive_event(socket))["event"] == "pusher:pong"
+    await hub.check_activity(time.monotonic() + 60)
+
+    assert await socket.receive_nothing(timeout=0.2)
+    await socket.disconnect()
+
+
+async def test_the_hub_leaves_groups_nobody_listens_to() -> None:
+    socket, _ = await subscribed("news")
+    hub = get_hub()
+
+    await socket.disconnect()
+    await asyncio.sleep(0.05)
+    hub.leave_empty_groups()
+    await asyncio.gather(*hub.leaving.values())
+
+    assert hub.groups == {}
+    assert await hub.counts() == {}
+
+
+# The real clients against Daphne.
+
+
+async def receive_frame(websocket: ClientConnection) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(await asyncio.wait_for(websocket.recv(), 10))
+    return frame
+
+
+async def open_socket(base: str, *channels: str) -> ClientConnection:
+    """Connect to a live gateway and subscribe, as a browser would."""
+    url = base.replace("http://", "ws://") + socket_path()
+    websocket = await websocket_connect(url)
+    established = await receive_frame(websocket)
+    socket_id = json.loads(established["data"])["socket_id"]
+    for channel in channels:
+        data = {"channel": channel, "auth": channel_auth(socket_id, channel)}
+        await websocket.send(json.dumps({"event": "pusher:subscribe", "data": data}))
+        answer = await receive_frame(websocket)
+        assert answer["event"] == "pusher_internal:subscription_succeeded"
+    return websocket
+
+
+def live_client(base: str) -> Any:
+    host, port = base.removeprefix("http://").split(":")
+    return api_client(host=host, port=int(port))
+
+
+async def test_pusher_library_against_daphne(start_web: Any) -> None:
+    _, base = start_web()
+    websocket = await open_socket(base, "private-chat-x", "news")
+    client = live_client(base)
+
+    await asyncio.to_thread(client.trigger, ["private-chat-x"], "message", {"n": 1})
+    await asyncio.to_thread(
+        client.trigger_batch,
+        [
+            {"channel": "news", "name": "first", "data": "1"},
+            {"channel": "news", "name": "second", "data": "2"},
+        ],
+    )
+    listing = await asyncio.to_thread(
+        client.channels_info, "private-", ["subscription_count"]
+    )
+    info = await asyncio.to_thread(client.channel_info, "news", ["subscription_count"])
+
+    assert await receive_frame(websocket) == {
+        "event": "message",
+        "channel": "private-chat-x",
+        "data": '{"n": 1}',
+    }
+    assert [(await receive_frame(websocket))["event"] for _ in range(2)] == [
+        "first",
+        "second",
+    ]
+    assert listing == {"channels": {"private-chat-x": {"subscription_count": 1}}}
+    assert info == {"occupied": True, "subscription_count": 1}
+    await websocket.close()
+
+
+PUSHER_JS_CLIENT = """
+const crypto = require("crypto");
+const Pusher = require(process.env.PUSHER_JS);
+const key = process.env.PUSHER_KEY;
+const pusher = new Pusher(key, {
+  cluster: "mt1",
+  wsHost: "127.0.0.1",
+  wsPort: Number(process.env.PORT),
+  forceTLS: false,
+  enabledTransports: ["ws"],
+  channelAuthorization: {
+    customHandler: ({ socketId, channelName }, callback) => {
+      const signature = crypto
+        .createHmac("sha256", process.env.PUSHER_SECRET)
+        .update(`${socketId}:${channelName}`)
+        .digest("hex");
+      callback(null, { auth: `${key}:${signature}` });
+    },
+  },
+});
+const say = (line) => console.log(JSON.stringify(line));
+const channel = pusher.subscribe(process.env.CHANNEL);
+channel.bind("pusher:subscription_succeeded", () => say({ subscribed: true }));
+channel.bind("pusher:subscription_error", (error) => say({ error }));
+channel.bind("message", (data) => {
+  say({ message: data });
+  pusher.disconnect();
+});
+setTimeout(() => process.exit(3), 20000).unref();
+"""
+
+
+async def read_line(process: asyncio.subprocess.Process) -> dict[str, Any]:
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 20)
+    assert line, "pusher-js exited without answering"
+    answer: dict[str, Any] = json.loads(line)
+    return answer
+
+
+async def test_pusher_js_receives_from_the_pusher_library(
+    start_web: Any, tmp_path: Path
+) -> None:
+    _, base = start_web()
+    script = tmp_path / "client.js"
+    script.write_text(PUSHER_JS_CLIENT)
+    channel = f"private-chat-{uuid.uuid4().hex}"
+    env = {
+        "PUSHER_JS": str(REPO / "node_modules" / "pusher-js"),
+        "PUSHER_KEY": settings.PUSHER_KEY,
+        "PUSHER_SECRET": settings.PUSHER_SECRET,
+        "PORT": base.rsplit(":", 1)[1],
+        "CHANNEL": channel,
+    }
+    node = await asyncio.create_subprocess_exec(
+        "node", str(script), env=env, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert await read_line(node) == {"subscribed": True}
+        await asyncio.to_thread(
+            live_client(base).trigger, channel, "message", {"text": "Hello"}
+        )
+        assert await read_line(node) == {"message": {"text": "Hello"}}
+        assert await asyncio.wait_for(node.wait(), 10) == 0
+    finally:
+        if node.returncode is None:
+            node.kill()
+
+
+async def test_trigger_reaches_a_socket_of_another_process(start_web: Any) -> None:
+    shared = {
+        "REDIS_URL": settings.REDIS_URL or "redis://127.0.0.1:6379/0",
+        "CHANNEL_LAYER_PREFIX": f"pusher{uuid.uuid4().hex[:12]}",
+    }
+    _, first = start_web(env=shared)
+    _, second = start_web(env=shared)
+    websocket = await open_socket(second, "private-chat-y", "news")
+    client = live_client(first)
+
+    await asyncio.to_thread(client.trigger, ["private-chat-y", "news"], "m", "x")
+    received = {(await receive_frame(websocket))["channel"] for _ in range(2)}
+    # Occupancy reaches other processes within about a second.
+    await asyncio.sleep(1.5)
+    listing = await asyncio.to_thread(client.channels_info, None, [])
+    info = await asyncio.to_thread(client.channel_info, "private-chat-y", [])
+
+    assert received == {"private-chat-y", "news"}
+    # Private names carry tokens: other processes know them only hashed.
+    assert listing == {"channels": {"news": {}}}
+    assert info == {"occupied": True}
+    await websocket.close()
