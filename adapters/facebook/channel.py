@@ -163,11 +163,11 @@ class FacebookAdapter(ChannelAdapter):
             messaging_type(target, "bot", now)
         except (PermanentDeliveryError, TemporaryDeliveryError):
             return
-        if profile_is_stale(target.profile_fetched_at, now):
-            self.profiles.refresh_soon(target.contact_pk)
         body = {"recipient": {"id": target.psid}, "sender_action": "typing_on"}
         try:
             self.graph.send(target.access_token, body)
         except GraphError as error:
             # The reply itself will meet the same error and deal with it.
             logger.info("typing indicator not shown: %s", error.reason)
+        if profile_is_stale(target.profile_fetched_at, now):
+            self.profiles.refresh_soon(target.contact_pk)

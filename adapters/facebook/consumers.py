@@ -117,7 +117,7 @@ async def accept_delivery(body: bytes, headers: dict[str, str]) -> None:
     try:
         payload = parse_payload(json.loads(body))
     except ValueError as error:
-        reason = error.reason if isinstance(error, PayloadError) else "not JSON"
+        reason = str(error) if isinstance(error, PayloadError) else "not JSON"
         logger.warning("webhook delivery malformed: %s", reason)
         raise ApiError(400, "bad_request", f"malformed delivery: {reason}") from None
     if payload.object != "page":

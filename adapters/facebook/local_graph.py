@@ -172,8 +172,10 @@ class GraphHandler(BaseHTTPRequestHandler):
         if method == "POST" and path == "me/messages":
             self.messages(page_id, body)
         elif method == "GET" and path == "me":
+            self.record(method, path, page_id, query, 200)
             self.answer(200, {"id": page_id, "name": "Local test page"})
-        elif method == "POST" and path.endswith("/subscribed_apps"):
+        elif method == "POST" and path == f"{page_id}/subscribed_apps":
+            self.record(method, path, page_id, query, 200)
             self.answer(200, {"success": True})
         elif method == "GET" and path.isdigit():
             self.profile(page_id, path, query)

@@ -268,8 +268,7 @@ ACKNOWLEDGED_EVENTS: dict[str, str] = {
 # controls: acknowledged as one event, never answered.
 
 
-def attachment_url(kind: str, payload: dict[str, Any]) -> str | None:
-    url = payload.get("url")
+def attachment_url(kind: str, url: Any) -> str | None:
     # A location's link carries its coordinates: not kept.
     if kind == "location" or not isinstance(url, str):
         return None
@@ -341,5 +340,6 @@ def _attachments(value: Any, path: str) -> tuple[Attachment, ...]:
             payload = {}
         if kind == "image" and payload.get("sticker_id") is not None:
             kind = "sticker"
-        attachments.append(Attachment(kind, attachment_url(kind, payload)))
+        url = attachment_url(kind, payload.get("url") or item.get("url"))
+        attachments.append(Attachment(kind, url))
     return tuple(attachments)
