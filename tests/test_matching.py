@@ -1,0 +1,348 @@
+"""Text normalisation, typo-tolerant lookup and scoring of botcore.matching."""
+
+from __future__ import annotations
+
+import pytest
+
+from botcore.matching import (
+    FuzzyVocabulary,
+    SampleIndex,
+    TextAnalyser,
+    allowed_edits,
+    base_language,
+    deletions,
+    edit_distance,
+)
+
+SHOP_SAMPLES = [
+    ("hours", ["when are you open", "opening hours", "what time do you close"]),
+    ("address", ["where are you", "what is your address", "is there parking"]),
+    ("shipping", ["how much is shipping", "delivery cost", "is delivery free"]),
+    ("returns", ["how do I return an item", "return policy", "return label"]),
+    ("gift_cards", ["do you sell gift cards", "check gift card balance"]),
+    ("account", ["I forgot my password", "reset password", "can't log in"]),
+    ("contact", ["customer service phone number", "how can I contact you"]),
+    ("warranty", ["my jacket is broken", "warranty on tents"]),
+]
+
+CLINIC_SAMPLES = [
+    ("hours", ["åpningstider", "når har dere åpent", "er dere åpne på lørdag"]),
+    ("booking", ["bestille time", "ledig time hos tannlegen"]),
+    ("cancel", ["avbestille time", "jeg kan ikke komme på timen min"]),
+    ("prices", ["hva koster en undersøkelse", "prisliste"]),
+    ("fear", ["jeg er redd for tannlegen", "tannlegeskrekk", "nervøs"]),
+    ("braces", ["tannregulering", "reguleringsbøyle", "skjeve tenner"]),
+    ("contact", ["telefonnummer", "e-post", "ringe klinikken"]),
+    ("hygiene", ["tannrens", "fjerne tannstein"]),
+]
+
+
+@pytest.fixture(scope="module")
+def shop() -> SampleIndex:
+    return SampleIndex(SHOP_SAMPLES, "en")
+
+
+@pytest.fixture(scope="module")
+def clinic() -> SampleIndex:
+    return SampleIndex(CLINIC_SAMPLES, "nb")
+
+
+# Normalisation and terms
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "expected"),
+    [
+        ("en", "Hello, WORLD!", ["hello", "world"]),
+        ("en", "What\u2019s up?", ["whats", "up"]),
+        ("en", "Café résumé naïve", ["cafe", "resume", "naive"]),
+        ("en", "e-mail, click-and-collect", ["email", "click", "and", "collect"]),
+        ("en", "Straße", ["strasse"]),
+        ("nb", "Åpningstider på lørdag", ["apningstider", "pa", "lordag"]),
+        ("nb", "aapningstider paa loerdag", ["apningstider", "pa", "lordag"]),
+        ("nb", "Tannlegeskrekk og bøyle", ["tannlegeskrekk", "og", "boyle"]),
+        ("nb", "lære", ["laere"]),
+        ("en", "", []),
+        ("en", "?!...", []),
+    ],
+)
+def test_words_are_normalised(language: str, text: str, expected: list[str]) -> None:
+    assert TextAnalyser(language).words(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("word", "stem"),
+    [
+        ("hours", "hour"),
+        ("shipping", "ship"),
+        ("hiring", "hire"),
+        ("hire", "hire"),
+        ("closing", "clos"),
+        ("close", "clos"),
+        ("deliveries", "deliver"),
+        ("delivery", "deliver"),
+        ("care", "care"),
+        ("cars", "car"),
+        ("address", "address"),
+    ],
+)
+def test_english_stems_join_related_forms(word: str, stem: str) -> None:
+    assert TextAnalyser("en").stem(word) == stem
+
+
+@pytest.mark.parametrize(
+    ("word", "stem"),
+    [
+        ("timen", "tim"),
+        ("timer", "tim"),
+        ("betalingen", "betal"),
+        ("betale", "betal"),
+        ("tennene", "tenn"),
+    ],
+)
+def test_norwegian_stems_join_related_forms(word: str, stem: str) -> None:
+    assert TextAnalyser("nb").stem(word) == stem
+
+
+def test_stop_words_are_dropped_unless_nothing_else_is_left() -> None:
+    analyser = TextAnalyser("en")
+    assert analyser.terms("Can I please get the opening hours?") == ["open", "hour"]
+    assert analyser.terms("is it you") == ["is", "it", "you"]
+
+
+def test_language_codes_are_reduced_to_their_base() -> None:
+    assert base_language("nb-NO") == "nb"
+    assert base_language("en_GB") == "en"
+    assert TextAnalyser("no").norwegian
+    assert TextAnalyser("nn").norwegian
+    assert not TextAnalyser("en").norwegian
+
+
+# Typo tolerance
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "distance"),
+    [
+        ("order", "order", 0),
+        ("order", "ordr", 1),
+        ("order", "oredr", 1),
+        ("order", "odrer", 1),
+        ("shipping", "shiping", 1),
+        ("customer", "custmoer", 1),
+        ("warranty", "waranty", 1),
+        ("international", "internatonal", 1),
+        ("abc", "xyz", 3),
+    ],
+)
+def test_edit_distance_counts_swaps_as_one(
+    first: str, second: str, distance: int
+) -> None:
+    assert edit_distance(first, second, limit=3) == distance
+
+
+def test_edit_distance_stops_above_the_limit() -> None:
+    assert edit_distance("completely", "different", limit=2) == 3
+
+
+def test_allowed_edits_grow_with_word_length() -> None:
+    assert [allowed_edits(n) for n in (2, 3, 4, 7, 8, 12)] == [0, 0, 1, 1, 2, 2]
+
+
+def test_deletions_reach_the_requested_depth() -> None:
+    assert deletions("abc", 1) == {"abc", "bc", "ac", "ab"}
+    assert "a" in deletions("abc", 2)
+
+
+def test_vocabulary_finds_terms_within_typo_reach() -> None:
+    vocabulary = FuzzyVocabulary({"password": "password", "order": "order"})
+    assert set(vocabulary.lookup("pasword", "pasword")) == {"password"}
+    assert set(vocabulary.lookup("pasword", "paswrod")) == {"password"}
+    assert set(vocabulary.lookup("ordr", "ordr")) == {"order"}
+    assert vocabulary.lookup("car", "car") == {}
+
+
+def test_exact_terms_outrank_their_typo_neighbours() -> None:
+    vocabulary = FuzzyVocabulary({"card": "card", "cart": "cart"})
+    found = vocabulary.lookup("card", "card")
+    assert found["card"] == 1.0
+    assert found["cart"] < 0.5
+
+
+def test_vocabulary_matches_parts_of_compounds() -> None:
+    vocabulary = FuzzyVocabulary({"reguleringsboyl": "reguleringsboyl"})
+    assert set(vocabulary.lookup("boyl", "boyle")) == {"reguleringsboyl"}
+
+
+# Matching, English
+
+
+@pytest.mark.parametrize(
+    ("query", "label"),
+    [
+        # any case and punctuation
+        ("WHEN ARE YOU OPEN???", "hours"),
+        ("what's your address", "address"),
+        # other word order
+        ("hours opening", "hours"),
+        ("policy on returns", "returns"),
+        # extra words
+        ("hi there, could you tell me your opening hours please", "hours"),
+        ("I would like to know the return policy for shoes", "returns"),
+        # missing words
+        ("hours?", "hours"),
+        ("parking", "address"),
+        ("delivery", "shipping"),
+        # one or two typos per word
+        ("opneing hours", "hours"),
+        ("retrun polcy", "returns"),
+        ("custmer servise phone", "contact"),
+        ("pasword reset", "account"),
+        ("shiping cost", "shipping"),
+        # words written together or apart
+        ("giftcard balance", "gift_cards"),
+        ("i cant login", "account"),
+        # accents
+        ("Rétürn pölicy", "returns"),
+    ],
+)
+def test_english_queries_find_their_label(
+    shop: SampleIndex, query: str, label: str
+) -> None:
+    assert shop.match(query).label == label
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "what is the weather tomorrow",
+        "tell me a joke",
+        "who won the football match",
+        "how are you",
+        "asdfgh",
+        "",
+        "?!",
+        "42",
+    ],
+)
+def test_english_questions_out_of_scope_fall_back(
+    shop: SampleIndex, query: str
+) -> None:
+    assert shop.match(query).label is None
+
+
+def test_a_question_word_alone_matches_only_question_samples(
+    shop: SampleIndex,
+) -> None:
+    assert shop.match("where are you?").label == "address"
+    assert shop.match("how").label is None
+
+
+def test_ties_fall_back() -> None:
+    index = SampleIndex([("a", ["red box"]), ("b", ["red bag"])], "en")
+    decision = index.match("red")
+    assert decision.label is None
+    assert decision.score == decision.runner_up
+
+
+def test_match_reports_its_score(shop: SampleIndex) -> None:
+    exact = shop.match("reset password")
+    fuzzy = shop.match("resett pasword please")
+    assert exact.label == fuzzy.label == "account"
+    assert exact.score == pytest.approx(1.0)
+    assert 0 < fuzzy.score < exact.score
+
+
+def test_ranked_lists_every_touched_label_best_first(shop: SampleIndex) -> None:
+    ranked = shop.ranked("return shipping")
+    assert {label for label, _ in ranked[:2]} == {"returns", "shipping"}
+    assert [score for _, score in ranked] == sorted(
+        (score for _, score in ranked), reverse=True
+    )
+
+
+def test_an_empty_index_falls_back() -> None:
+    index = SampleIndex([], "en")
+    assert index.match("anything").label is None
+
+
+# Matching, Norwegian
+
+
+@pytest.mark.parametrize(
+    ("query", "label"),
+    [
+        # any case and punctuation
+        ("ÅPNINGSTIDER?!", "hours"),
+        # æ ø å typed as ae oe aa, or as o and a
+        ("aapningstider", "hours"),
+        ("apningstider", "hours"),
+        ("er dere aapne paa loerdag", "hours"),
+        ("nervos", "fear"),
+        ("jeg er redd for tannlegen", "fear"),
+        # other word order
+        ("time bestille", "booking"),
+        # extra words
+        ("hei, jeg lurer på om jeg kan bestille en time neste uke", "booking"),
+        # missing words
+        ("avbestille", "cancel"),
+        # typos
+        ("tannlegeskrek", "fear"),
+        ("tannreguleing", "braces"),
+        ("bestile time", "booking"),
+        # compounds, hyphens and inflections
+        ("bøyle", "braces"),
+        ("epost", "contact"),
+        ("åpnings tider", "hours"),
+        ("hva koster undersøkelsen", "prices"),
+    ],
+)
+def test_norwegian_queries_find_their_label(
+    clinic: SampleIndex, query: str, label: str
+) -> None:
+    assert clinic.match(query).label == label
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "hva blir været i morgen",
+        "fortell en vits",
+        "hvem vant kampen i går",
+        "hei hvordan går det",
+        "sdfjkl",
+    ],
+)
+def test_norwegian_questions_out_of_scope_fall_back(
+    clinic: SampleIndex, query: str
+) -> None:
+    assert clinic.match(query).label is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" * 5000,
+        "a-" * 2000,
+        "-".join(["abcdef"] * 500),
+        "asdf " * 1000,
+        "\u0301" * 100,
+        "\U0001f600\U0001f44d",
+        "\x00\n\t",
+    ],
+)
+def test_long_or_garbled_text_falls_back(shop: SampleIndex, text: str) -> None:
+    assert shop.match(text).label is None
+
+
+def test_a_long_message_still_matches_its_topic(shop: SampleIndex) -> None:
+    text = "hello, " + "I have a question about the " * 3 + "return policy"
+    assert shop.match(text).label == "returns"
+
+
+def test_other_languages_match_without_stemming_or_stop_words() -> None:
+    index = SampleIndex([("hours", ["öffnungszeiten"]), ("shop", ["laden"])], "de")
+    assert index.analyser.stop_words == frozenset()
+    assert index.match("Offnungszeiten?").label == "hours"
+    assert index.match("öfnungszeiten").label == "hours"
+    assert index.match("wetter").label is None
