@@ -8,12 +8,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 
 from adapters.facebook.graph import Failure, GraphClient, GraphError
 from adapters.facebook.messenger_format import messenger_messages
 from adapters.facebook.pages import mark_token_invalid, page_access_token, throttle_page
 from adapters.facebook.profiles import ProfileRefresher, profile_is_stale
+from adapters.facebook.typing import TypingIndicator
 from adapters.facebook.webhook import OWN_SEND_METADATA
 from botcore.messages import Reply
 from gateway.pipeline.adapters import (
@@ -111,8 +113,10 @@ class FacebookAdapter(ChannelAdapter):
             settings.FACEBOOK_GRAPH_URL, settings.FACEBOOK_APP_SECRET
         )
         self.profiles = ProfileRefresher(self.graph)
+        self.typing = TypingIndicator(self.show_typing)
 
     def deliver(self, message: Message) -> str | None:
+        self.typing.cancel(message.conversation_id)
         target = load_target(message.conversation_id)
         now = timezone.now()
         check_page(target, now)
@@ -131,6 +135,8 @@ class FacebookAdapter(ChannelAdapter):
                 Message.objects.filter(pk=message.pk).update(
                     parts_delivered=number + 1
                 )
+        if profile_is_stale(target.profile_fetched_at, now):
+            self.profiles.refresh_soon(target.contact_pk)
         return platform_id
 
     def send(self, target: Target, body: dict[str, Any]) -> str | None:
@@ -155,9 +161,13 @@ class FacebookAdapter(ChannelAdapter):
         return PermanentDeliveryError(error.reason)
 
     def bot_is_working(self, conversation: Conversation) -> None:
-        """Show the typing indicator; refresh the profile if it is old."""
+        self.typing.start(conversation.pk)
+
+    def show_typing(self, conversation_id: Any) -> None:
+        """Send typing_on, unless the conversation cannot be written to."""
+        close_old_connections()
         try:
-            target = load_target(conversation.pk)
+            target = load_target(conversation_id)
             now = timezone.now()
             check_page(target, now)
             messaging_type(target, "bot", now)
@@ -169,5 +179,3 @@ class FacebookAdapter(ChannelAdapter):
         except GraphError as error:
             # The reply itself will meet the same error and deal with it.
             logger.info("typing indicator not shown: %s", error.reason)
-        if profile_is_stale(target.profile_fetched_at, now):
-            self.profiles.refresh_soon(target.contact_pk)

@@ -69,9 +69,14 @@ class FacebookWebhookConsumer(AsyncHttpConsumer):
         except ApiError as error:
             await self.send_error(error)
             return
-        await self.send_response(
-            status, answer, headers=[(b"Content-Type", content_type)]
-        )
+        await self.send_answer(status, answer, [(b"Content-Type", content_type)])
+
+    async def send_answer(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        # With a length the server need not chunk the answer.
+        length = (b"Content-Length", str(len(body)).encode())
+        await self.send_response(status, body, headers=[*headers, length])
 
     async def answer(self, body: bytes) -> tuple[int, bytes, bytes]:
         method = self.scope["method"]
@@ -83,7 +88,7 @@ class FacebookWebhookConsumer(AsyncHttpConsumer):
         return 200, b"application/json", ACCEPTED
 
     async def send_error(self, error: ApiError) -> None:
-        await self.send_response(error.status, error.body(), headers=error.headers())
+        await self.send_answer(error.status, error.body(), error.headers())
 
 
 def subscription_challenge(scope: dict[str, Any]) -> bytes:

@@ -13,9 +13,10 @@ import asyncio
 import logging
 import uuid
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db import transaction
@@ -260,9 +261,7 @@ class GroupCommitter:
         self.waiting.append((events, future))
         if not self.flushing:
             self.flushing = True
-            task = asyncio.create_task(self.flush())
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.spawn(self.flush())
         return await future
 
     async def flush(self) -> None:
@@ -270,9 +269,15 @@ class GroupCommitter:
             while self.waiting:
                 stored = await self.commit(self.take_batch())
                 if stored:
-                    await ring()
+                    # The next commit need not wait for the doorbell.
+                    self.spawn(ring())
         finally:
             self.flushing = False
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def take_batch(self) -> list[Pending]:
         batch: list[Pending] = []

@@ -7,6 +7,7 @@ with the production client.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -159,19 +160,55 @@ def test_a_throttled_page_is_held_without_calling_graph(
     assert len(local_graph.calls()) == 1
 
 
-def test_typing_starts_and_a_new_contacts_profile_is_fetched(
+def test_a_new_contacts_profile_is_fetched_after_the_reply(
     adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph
 ) -> None:
-    adapter.bot_is_working(conversation)
+    adapter.deliver(queued(conversation, Reply("Hello")))
 
     contact = wait_until(
         lambda: Contact.objects.filter(profile_fetched_at__isnull=False).first()
     )
     assert contact.full_name == "Person 9401"
     assert contact.avatar_url == f"https://platform-lookaside.example/{PERSON_A}.jpg"
-    profile, typing = sorted(local_graph.calls(), key=lambda call: call.method)
-    assert typing.body == {"recipient": {"id": PERSON_A}, "sender_action": "typing_on"}
+    send, profile = local_graph.calls()
+    assert "message" in send.body
     assert profile.body == {"fields": "name,profile_pic"}
+
+
+def test_a_slow_bot_shows_the_typing_indicator(
+    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph
+) -> None:
+    adapter.bot_is_working(conversation)
+    wait_until(lambda: local_graph.calls())
+
+    adapter.deliver(queued(conversation, Reply("Hello")))
+
+    typing, send = local_graph.calls()[:2]
+    assert typing.body == {"recipient": {"id": PERSON_A}, "sender_action": "typing_on"}
+    assert "message" in send.body
+
+
+def test_a_quick_bot_sends_no_typing_indicator(
+    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph
+) -> None:
+    adapter.bot_is_working(conversation)
+    adapter.deliver(queued(conversation, Reply("Hello")))
+    time.sleep(adapter.typing.delay + 0.3)
+
+    assert not [call for call in local_graph.calls() if "sender_action" in call.body]
+
+
+def test_a_reply_waits_for_an_indicator_already_on_its_way(
+    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph
+) -> None:
+    local_graph.add_fault("slow", delay=0.5, applies_to="action")
+    adapter.bot_is_working(conversation)
+    wait_until(lambda: adapter.typing.sending)
+
+    adapter.deliver(queued(conversation, Reply("Hello")))
+
+    typing, send = local_graph.calls()[:2]
+    assert "sender_action" in typing.body and "message" in send.body
 
 
 def test_a_profile_that_cannot_be_fetched_leaves_the_contact_nameless(
@@ -195,7 +232,7 @@ def test_an_old_profile_is_fetched_again(
     Contact.objects.update(full_name="Old name",
                            profile_fetched_at=timezone.now() - timedelta(hours=2))
 
-    adapter.bot_is_working(conversation)
+    adapter.deliver(queued(conversation, Reply("Hello")))
 
     wait_until(lambda: Contact.objects.get().full_name == "Person 9401")
     assert PROFILE_MARKER not in str(Contact.objects.values().get())
