@@ -43,7 +43,7 @@ from botcore.matching import MatchSettings  # noqa: E402
 
 DATA = REPO / "bench" / "data"
 TEST_SHARE = 3
-FRESH_BOTS = frozenset({"library_en", "sykkel_no"})
+FRESH_BOTS = frozenset({"hotel_en", "library_en", "sykkel_no"})
 SPLITS = ("dev", "test", "fresh", "all")
 BASELINE_THRESHOLDS = [step / 100 for step in range(30, 96, 5)]
 PUNCTUATION = re.compile(r"[^\w\s]")
