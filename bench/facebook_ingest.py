@@ -98,10 +98,17 @@ def run_wrk(base: str, script: Path, bodies: str) -> tuple[float, int, int]:
          str(script), f"{base}/webhooks/facebook", "--", bodies],
         capture_output=True, text=True, check=True,
     )
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))
-    total = int(re.search(r"(\d+) requests in", done.stdout).group(1))
+    rate = float(_wrk_figure(r"Requests/sec:\s+([\d.]+)", done.stdout))
+    total = int(_wrk_figure(r"(\d+) requests in", done.stdout))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
     return rate, total, int(errors.group(1)) if errors else 0
+
+
+def _wrk_figure(pattern: str, output: str) -> str:
+    found = re.search(pattern, output)
+    if found is None:
+        raise SystemExit(f"wrk printed no figure for {pattern!r}:\n{output}")
+    return found.group(1)
 
 
 def stored_inbound() -> int:

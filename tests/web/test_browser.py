@@ -188,8 +188,10 @@ def scan_database(needles: list[str]) -> list[str]:
             columns = [column[0] for column in cursor.description]
             for row in cursor.fetchall():
                 for column, value in zip(columns, row, strict=True):
+                    if isinstance(value, memoryview):
+                        value = value.tobytes()
                     text = value.decode(errors="replace") if isinstance(
-                        value, bytes | memoryview
+                        value, bytes
                     ) else str(value)
                     found += [f"{table}.{column}" for n in needles if n in text]
     return found
