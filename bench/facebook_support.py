@@ -115,6 +115,16 @@ def prepare_database() -> None:
     bot = import_bot(BOT_FILE)[0]
     Message.objects.filter(conversation__bot=bot).delete()
     connect_page(bot, PAGE_ID, PAGE_TOKEN, move=True)
+    vacuum()
+
+
+def vacuum() -> None:
+    """Start from tidy tables, not from what earlier runs left dead."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE) storage_message, storage_conversation, "
+                       "storage_contact")
 
 
 def clear_doorbell() -> None:

@@ -117,6 +117,8 @@ def _existing_threads(
     }
     rows = Conversation.objects.filter(
         channel=CHANNEL,
+        # The channel first, so the lookup uses the contacts' unique index.
+        contact__channel=CHANNEL,
         contact__page_id__in=by_page,
         contact__external_id__in={psid for _, psid in wanted},
     ).values_list("pk", "bot_id", "contact__page_id", "contact__external_id")

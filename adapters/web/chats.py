@@ -10,12 +10,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.web import rate_limits
+from django.db import IntegrityError
+
+from adapters.web import lookups, rate_limits
+from adapters.web.lookups import BotEntry
 from adapters.web.tokens import ChatToken
 from botcore.messages import Inbound, Reply
 from gateway.errors import ApiError
 from gateway.pipeline.inbound import Accepted, accept_inbound
-from storage.models import Bot, Conversation, Message
+from storage.models import Conversation, Message
 
 logger = logging.getLogger("gateway.web")
 CHANNEL = "web"
@@ -30,7 +33,7 @@ class Caller:
     own_origin: str | None
     address: str | None
 
-    def allowed_by(self, allowed_origins: list[str]) -> bool:
+    def allowed_by(self, allowed_origins: tuple[str, ...]) -> bool:
         if self.origin is None:
             return True
         return (
@@ -39,38 +42,40 @@ class Caller:
             or self.origin == self.own_origin
         )
 
-    def require_allowed_by(self, bot: Bot) -> None:
-        if not self.allowed_by(list(bot.allowed_origins or ())):
-            logger.info("bot %s: request from a page it does not allow", bot.pk)
+    def require_allowed_by(self, bot: BotEntry) -> None:
+        if not self.allowed_by(bot.allowed_origins):
+            logger.info("bot %s: request from a page it does not allow", bot.id)
             raise ApiError(403, "origin_not_allowed", "This page may not use this bot.")
 
 
 def start_chat(web_key: str, caller: Caller) -> Conversation:
     """Open a new conversation with the bot that has this web key."""
-    rate_limits.check("session.address", caller.address, address=True)
-    bot = Bot.objects.filter(web_key=web_key).first()
+    rate_limits.check("session", address=caller.address)
+    bot = lookups.bot_with_key(web_key)
     if bot is None:
         raise ApiError(404, "unknown_bot", "No bot has this web key.")
     caller.require_allowed_by(bot)
-    conversation = Conversation.objects.create(bot=bot, channel=CHANNEL)
-    logger.info("bot %s: web conversation %s started", bot.pk, conversation.pk)
+    try:
+        conversation = lookups.insert_conversation(bot.id)
+    except IntegrityError:
+        # The bot was deleted since it was looked up.
+        lookups.bots_by_key.clear()
+        raise ApiError(404, "unknown_bot", "No bot has this web key.") from None
+    logger.debug("bot %s: web conversation %s started", bot.id, conversation.pk)
     return conversation
 
 
 def open_chat(token: ChatToken, caller: Caller, action: str) -> Conversation:
     """Return the token's conversation once the caller may act on it."""
-    rate_limits.check(f"{action}.address", caller.address, address=True)
-    rate_limits.check(f"{action}.chat", str(token.conversation_id))
-    conversation = (
-        Conversation.objects.select_related("bot")
-        .filter(pk=token.conversation_id, channel=CHANNEL)
-        .first()
+    rate_limits.check(
+        action, address=caller.address, chat=str(token.conversation_id)
     )
-    if conversation is None or conversation.bot_id != token.bot_id:
+    found = lookups.web_conversation(token.conversation_id)
+    if found is None or found.bot.id != token.bot_id:
         logger.info("chat token for a conversation that is gone or not its bot's")
         raise ApiError(401, "invalid_token", "The chat token is not valid.")
-    caller.require_allowed_by(conversation.bot)
-    return conversation
+    caller.require_allowed_by(found.bot)
+    return Conversation(pk=found.id, bot_id=found.bot.id, channel=CHANNEL)
 
 
 def authorize_chat(token: ChatToken, caller: Caller) -> None:
@@ -82,7 +87,12 @@ def accept_visitor_message(
     token: ChatToken, caller: Caller, inbound: Inbound, client_id: str | None
 ) -> Accepted:
     conversation = open_chat(token, caller, "message")
-    return accept_inbound(conversation, inbound, client_id=client_id)
+    try:
+        return accept_inbound(conversation, inbound, client_id=client_id)
+    except IntegrityError:
+        # The conversation was erased since it was looked up.
+        lookups.conversations.clear()
+        raise ApiError(401, "invalid_token", "The chat token is not valid.") from None
 
 
 def chat_history(token: ChatToken, caller: Caller) -> list[dict[str, Any]]:

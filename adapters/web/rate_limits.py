@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.redis import RedisCache
 
 from gateway.errors import ApiError
 
@@ -65,31 +67,69 @@ def address_subject(address: str | None, window: int) -> str:
     return "addr." + digest[:32]
 
 
-def check(name: str, subject: str | None, *, address: bool = False) -> None:
-    """Count one request of a kind; raise a 429 ApiError past its limit.
+def check(action: str, *, address: str | None, chat: str | None = None) -> None:
+    """Count one request of an action; raise a 429 ApiError past a limit.
 
-    `subject` is a chat's id, or with `address` the client's address.
-    Runs synchronously: the cache client may block.
+    The request counts against its client address and, when given, its
+    chat. Runs synchronously: the cache client may block.
     """
-    limit = limit_for(name)
     now = time.time()
+    counters = [_counter(f"{action}.address", address, now, hashed=True)]
+    if chat is not None:
+        counters.append(_counter(f"{action}.chat", chat, now, hashed=False))
+    counts = _increment([(key, limit.seconds + 1) for key, limit, _ in counters])
+    for (_, limit, window), count in zip(counters, counts, strict=True):
+        if count > limit.requests:
+            retry_after = max(1, int((window + 1) * limit.seconds - now) + 1)
+            raise ApiError(
+                429,
+                "rate_limited",
+                "Too many requests; try again later.",
+                retry_after=retry_after,
+            )
+
+
+def _counter(
+    name: str, subject: str | None, now: float, *, hashed: bool
+) -> tuple[str, Limit, int]:
+    limit = limit_for(name)
     window = int(now // limit.seconds)
-    if address:
+    if hashed:
         subject = address_subject(subject, window)
-    key = f"web.rl.{name}.{subject}.{window}"
-    if cache.add(key, 1, timeout=limit.seconds + 1):
-        return
+    return f"web.rl.{name}.{subject}.{window}", limit, window
+
+
+def _increment(keys: list[tuple[str, int]]) -> list[int]:
+    """Add one to each counter, creating it with its lifetime; return them."""
+    backend = counter_cache()
+    if isinstance(backend, RedisCache):
+        # One round trip for all of a request's counters.
+        client = backend._cache.get_client(write=True)  # type: ignore[attr-defined]
+        pipeline = client.pipeline(transaction=False)
+        for key, seconds in keys:
+            full_key = backend.make_and_validate_key(key)
+            pipeline.incr(full_key)
+            pipeline.expire(full_key, seconds)
+        return [int(count) for count in pipeline.execute()[::2]]
+    return [_increment_in_cache(backend, key, seconds) for key, seconds in keys]
+
+
+@lru_cache(maxsize=1)
+def counter_cache() -> BaseCache:
+    """Return the process's own instance of the default cache.
+
+    Django hands each async context its own cache instance, which for Redis
+    means a new connection pool, and so a new connection, per request.
+    """
+    return caches.create_connection(DEFAULT_CACHE_ALIAS)
+
+
+def _increment_in_cache(backend: BaseCache, key: str, seconds: int) -> int:
+    if backend.add(key, 1, timeout=seconds):
+        return 1
     try:
-        count = cache.incr(key)
+        return int(backend.incr(key))
     except ValueError:
         # The entry expired between add() and incr(): a new window began.
-        cache.add(key, 1, timeout=limit.seconds + 1)
-        return
-    if count > limit.requests:
-        retry_after = max(1, int((window + 1) * limit.seconds - now) + 1)
-        raise ApiError(
-            429,
-            "rate_limited",
-            "Too many requests; try again later.",
-            retry_after=retry_after,
-        )
+        backend.add(key, 1, timeout=seconds)
+        return 1

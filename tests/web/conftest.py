@@ -13,6 +13,7 @@ from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
 from django.db import connections
 
+from adapters.web import lookups
 from gateway.asgi import http_router
 from storage.models import Bot
 
@@ -24,8 +25,9 @@ CLIENT = ["203.0.113.77", 50123]
 
 @pytest.fixture(autouse=True)
 def client_address() -> Iterator[str]:
-    CLIENT[0] = f"198.51.{random.randrange(100, 200)}.{random.randrange(1, 255)}"
-    yield CLIENT[0]
+    address = f"198.51.{random.randrange(100, 200)}.{random.randrange(1, 255)}"
+    CLIENT[0] = address
+    yield address
 
 
 @dataclass
@@ -104,3 +106,11 @@ async def close_thread_connections() -> Any:
     """Close the database connection the API's thread hops opened."""
     yield
     await database_sync_to_async(connections.close_all)()
+
+
+@pytest.fixture(autouse=True)
+def forget_cached_rows() -> Iterator[None]:
+    """Each test starts without rows cached by an earlier one."""
+    lookups.bots_by_key.clear()
+    lookups.conversations.clear()
+    yield

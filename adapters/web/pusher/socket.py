@@ -77,6 +77,8 @@ class PusherSocket(FastPathMixin, AsyncWebsocketConsumer):
     a few numbers. The hub fans events out to it and watches its activity.
     """
 
+    # No channel layer groups of its own: a tuple spares a list per socket.
+    groups = ()
     socket_id = ""
     last_seen = 0.0
     pinged = False
@@ -94,6 +96,10 @@ class PusherSocket(FastPathMixin, AsyncWebsocketConsumer):
             await self.close(code)
             return
         self.socket_id = new_socket_id()
+        # Nothing here reads the handshake's headers, and an idle socket
+        # should not keep them (2 KB and more: user agent, cookies). Daphne
+        # only reads this list while it opens the connection.
+        self.scope["headers"].clear()
         self.subscriptions = set()
         self.last_seen = time.monotonic()
         hub = get_hub()

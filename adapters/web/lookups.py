@@ -1,0 +1,171 @@
+"""The few rows the bubble's API reads on every request, read cheaply.
+
+Every request needs its bot's allowed origins, and each request with a
+token needs to know that its conversation still exists and belongs to the
+token's bot. Building those queries with the ORM costs more CPU than the
+rest of the request (see bench/web_api.py), so they are plain SQL over the
+models' own table and column names, and their answers are kept in the
+process for a short while:
+
+- a bot's id and allowed origins, for BOT_SECONDS: a change of a bot's
+  origins takes effect within that time;
+- which bot a conversation belongs to, for CONVERSATION_SECONDS: that never
+  changes, but an erased conversation is noticed only after that time (its
+  messages are refused at once: they can no longer be stored).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Generic, TypeVar
+
+from django.db import connection
+
+from storage.models import Bot, Conversation
+
+BOT_SECONDS = 10.0
+CONVERSATION_SECONDS = 60.0
+MAX_ENTRIES = 50_000
+
+Key = TypeVar("Key")
+Value = TypeVar("Value")
+
+
+class ExpiringCache(Generic[Key, Value]):
+    """A small thread-safe map whose entries expire; cleared when full."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.entries: dict[Key, tuple[float, Value]] = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: Key) -> Value | None:
+        entry = self.entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: Key, value: Value) -> None:
+        with self.lock:
+            if len(self.entries) >= MAX_ENTRIES:
+                self.entries.clear()
+            self.entries[key] = (time.monotonic() + self.seconds, value)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+@dataclass(frozen=True)
+class BotEntry:
+    id: int
+    allowed_origins: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConversationEntry:
+    id: uuid.UUID
+    bot: BotEntry
+
+
+bots_by_key: ExpiringCache[str, BotEntry] = ExpiringCache(BOT_SECONDS)
+conversations: ExpiringCache[uuid.UUID, ConversationEntry] = ExpiringCache(
+    CONVERSATION_SECONDS
+)
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return tuple(item for item in value or () if isinstance(item, str))
+
+
+def _table(model: Any) -> str:
+    return str(connection.ops.quote_name(model._meta.db_table))
+
+
+def _column(model: Any, field: str) -> str:
+    return str(connection.ops.quote_name(model._meta.get_field(field).column))
+
+
+# The statements interpolate only the models' own quoted table and column
+# names; every value is a query parameter.
+
+
+@lru_cache(maxsize=1)
+def _bot_by_key_sql() -> str:
+    return (
+        f"SELECT {_column(Bot, 'id')}, {_column(Bot, 'allowed_origins')} "  # noqa: S608
+        f"FROM {_table(Bot)} WHERE {_column(Bot, 'web_key')} = %s"
+    )
+
+
+@lru_cache(maxsize=1)
+def _conversation_sql() -> str:
+    bot_id, origins = _column(Conversation, "bot"), _column(Bot, "allowed_origins")
+    return (
+        f"SELECT c.{bot_id}, b.{origins}"  # noqa: S608
+        f" FROM {_table(Conversation)} c JOIN {_table(Bot)} b"
+        f" ON b.{_column(Bot, 'id')} = c.{bot_id}"
+        f" WHERE c.{_column(Conversation, 'id')} = %s"
+        f" AND c.{_column(Conversation, 'channel')} = %s"
+    )
+
+
+@lru_cache(maxsize=1)
+def _insert_conversation_sql() -> str:
+    fields = Conversation._meta.local_concrete_fields
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO {_table(Conversation)} ({columns}) VALUES ({placeholders})"  # noqa: S608
+
+
+def bot_with_key(web_key: str) -> BotEntry | None:
+    """Return the bot that has this web key, if any."""
+    cached = bots_by_key.get(web_key)
+    if cached is not None:
+        return cached
+    with connection.cursor() as cursor:
+        cursor.execute(_bot_by_key_sql(), [web_key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    entry = BotEntry(int(row[0]), _origins(row[1]))
+    bots_by_key.put(web_key, entry)
+    return entry
+
+
+def web_conversation(conversation_id: uuid.UUID) -> ConversationEntry | None:
+    """Return a web conversation and its bot, if the conversation exists."""
+    cached = conversations.get(conversation_id)
+    if cached is not None:
+        return cached
+    primary_key = Conversation._meta.get_field("id")
+    prepared_id = primary_key.get_db_prep_value(conversation_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_conversation_sql(), [prepared_id, "web"])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    entry = ConversationEntry(conversation_id, BotEntry(int(row[0]), _origins(row[1])))
+    conversations.put(conversation_id, entry)
+    return entry
+
+
+def insert_conversation(bot_id: int) -> Conversation:
+    """Store a new web conversation with one plain INSERT."""
+    conversation = Conversation(bot_id=bot_id, channel="web")
+    values = [
+        field.get_db_prep_save(field.pre_save(conversation, True), connection)
+        for field in Conversation._meta.local_concrete_fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_conversation_sql(), values)
+    conversation._state.adding = False
+    conversation._state.db = connection.alias
+    return conversation
