@@ -12,12 +12,24 @@ if TYPE_CHECKING:
 
 
 class TemporaryDeliveryError(Exception):
-    """The platform may accept the message later: retry with backoff."""
+    """The platform may accept the message later: retry with backoff.
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    `throttled` says the platform asked the sender to slow down: the wait
+    does not count as a failed attempt, so a long throttle never uses up
+    the attempts of the messages waiting behind it.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        retry_after: float | None = None,
+        *,
+        throttled: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.throttled = throttled
 
 
 class PermanentDeliveryError(Exception):
@@ -42,6 +54,13 @@ class ChannelAdapter:
 
     def bot_is_working(self, conversation: Conversation) -> None:
         """Tell the person the bot is preparing an answer (if supported)."""
+
+    def after_work(self, conversation: Conversation) -> None:
+        """Do what can wait until a conversation's replies went out.
+
+        Called once a worker has answered and delivered what was due in the
+        conversation, whatever the outcome of the deliveries.
+        """
 
 
 _registry: dict[str, ChannelAdapter] = {}

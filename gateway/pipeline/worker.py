@@ -106,8 +106,9 @@ def work_on_conversation(conversation_id: uuid.UUID, worker_id: str) -> None:
         answered = answer_pending(conversation)
         delivered = deliver_queued(conversation, worker_id)
         if not (answered or delivered):
-            return
+            break
         extend_claim(conversation_id, worker_id)
+    adapter_for(conversation.channel).after_work(conversation)
 
 
 def answer_pending(conversation: Conversation) -> int:
@@ -212,7 +213,11 @@ def deliver_message(message: Message) -> bool:
 
 
 def schedule_retry(message: Message, error: TemporaryDeliveryError) -> bool:
-    if message.attempts >= settings.DELIVERY_MAX_ATTEMPTS:
+    if error.throttled:
+        # Waiting out a platform's rate limit is not a failed attempt.
+        message.attempts -= 1
+        Message.objects.filter(pk=message.pk).update(attempts=message.attempts)
+    elif message.attempts >= settings.DELIVERY_MAX_ATTEMPTS:
         mark_failed(message, f"gave up after {message.attempts} attempts: "
                     f"{error.reason}")
         return True
