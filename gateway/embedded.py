@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 from django.conf import settings
@@ -14,20 +15,29 @@ logger = logging.getLogger("gateway.pipeline")
 
 
 class EmbeddedWorker:
-    """Wrap the ASGI application; start the worker with the first scope.
+    """Wrap the ASGI application and run the worker in the server's loop.
 
-    Daphne does not speak the ASGI lifespan protocol, so the worker starts
-    when the server hands the application its first connection, inside the
-    server's own event loop.
+    Daphne does not speak the ASGI lifespan protocol. Under Daphne the worker
+    starts as soon as the reactor runs, so that a restarted process answers
+    what was left waiting even before anybody connects; under another
+    server, with the first connection.
     """
 
     def __init__(self, application: Any) -> None:
         self.application = application
         self.task: asyncio.Task[None] | None = None
+        if "daphne.server" in sys.modules:
+            from twisted.internet import reactor
+
+            reactor.callWhenRunning(self.start)
+
+    def start(self) -> None:
+        if self.task is None:
+            loop = asyncio.get_running_loop()
+            self.task = loop.create_task(WorkerRunner().run())
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.task is None:
-            self.task = asyncio.get_running_loop().create_task(WorkerRunner().run())
+        self.start()
         await self.application(scope, receive, send)
 
 

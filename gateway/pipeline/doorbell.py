@@ -12,14 +12,15 @@ import logging
 
 from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 
 DOORBELL_CHANNEL = "gateway-worker"
 logger = logging.getLogger("gateway.pipeline")
 
 
-async def ring() -> None:
-    layer = get_channel_layer()
+async def ring(layer: BaseChannelLayer | None = None) -> None:
+    """Wake a worker through `layer`, by default the configured one."""
+    layer = layer or get_channel_layer()
     if layer is None:
         return
     try:

@@ -9,7 +9,7 @@ from gateway.pipeline.inbound import accept_inbound
 from storage.bots import import_bot
 from storage.models import Conversation
 from tests.conftest import wait_until
-from tests.pipeline.test_pipeline import LOOPBACK_SETTINGS, SHOP
+from tests.support.pipeline import LOOPBACK_SETTINGS, SHOP
 from tests.support.recorder import running_recorder
 
 

@@ -3,86 +3,23 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
-import pytest
 from django.db import connection
 
-from botcore.messages import Inbound
 from gateway.pipeline.inbound import accept_inbound
-from gateway.pipeline.worker import new_worker_id, process_one_conversation
-from storage.bots import import_bot
 from storage.models import Bot, Conversation, Message
 from tests.conftest import wait_until
-from tests.support.recorder import Recorder, running_recorder
-
-SHOP = {
-    "slug": "shop",
-    "name": "Shop",
-    "language": "en",
-    "greeting": [{"text": "Hello!"}],
-    "fallback": [{"text": "Sorry?"}],
-    "dialogues": [
-        {"id": "hours", "samples": ["when are you open", "opening hours"],
-         "replies": [{"text": "9 to 17."}]},
-    ],
-}
-LOOPBACK_SETTINGS = "tests.support.settings_loopback"
-
-
-@pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
-    with running_recorder() as recorder:
-        monkeypatch.setenv("LOOPBACK_URL", recorder.url)
-        yield recorder
-
-
-@pytest.fixture
-def conversation(transactional_db: None) -> Conversation:
-    bot, _ = import_bot(SHOP)
-    return Conversation.objects.create(bot=bot, channel="loopback")
-
-
-def text(words: str) -> Inbound:
-    return Inbound(kind="text", text=words)
-
-
-def worker_env(recorder: Recorder, **extra: str) -> dict[str, str]:
-    return {
-        "DJANGO_SETTINGS_MODULE": LOOPBACK_SETTINGS,
-        "LOOPBACK_URL": recorder.url,
-        "WORKER_SWEEP_SECONDS": "0.5",
-        **extra,
-    }
-
-
-def drain() -> None:
-    """Work as one worker would until nothing is due."""
-    worker_id = new_worker_id()
-    while process_one_conversation(worker_id):
-        pass
-
-
-def drained_then(condition: Any) -> Any:
-    """A condition for wait_until that first lets a worker drain the queue."""
-
-    def check() -> Any:
-        drain()
-        return condition()
-
-    return check
-
-
-def output_has(process: Any, text: str) -> bool:
-    return text in process.output()
-
-
-def outbound(conversation: Conversation) -> Any:
-    return Message.objects.filter(
-        conversation=conversation, direction=Message.Direction.OUTBOUND
-    ).order_by("id")
+from tests.support.pipeline import (
+    drain,
+    drained_then,
+    outbound,
+    output_has,
+    text,
+    worker_env,
+)
+from tests.support.recorder import Recorder
 
 
 def test_message_is_answered_and_delivered(

@@ -4,25 +4,37 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+NOT_JSON = 0
+
 
 class Recorder:
-    """Records deliveries; answers with the statuses queued in `failures`."""
+    """Records deliveries; answers with the statuses queued in `failures`.
+
+    A failure of NOT_JSON answers 200 with a body that is not JSON. With
+    `delay`, every answer takes that many seconds.
+    """
 
     def __init__(self) -> None:
         self.deliveries: list[dict[str, Any]] = []
         self.failures: list[int] = []
+        self.delay = 0.0
         self.lock = threading.Lock()
         self.url = ""
 
-    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+        time.sleep(self.delay)
         with self.lock:
             if self.failures:
-                return self.failures.pop(0), {"error": "on demand"}
+                status = self.failures.pop(0)
+                if status == NOT_JSON:
+                    return 200, None
+                return status, {"error": "on demand"}
             self.deliveries.append(body)
             return 200, {"id": f"lb-{len(self.deliveries)}"}
 
@@ -37,7 +49,7 @@ def handler_for(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length))
             status, payload = recorder.answer(body)
-            data = json.dumps(payload).encode()
+            data = b"<html>" if payload is None else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
