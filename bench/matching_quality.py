@@ -10,9 +10,11 @@ Every bot file `bench/data/NAME.bot.json` comes with labelled queries in
 "expect" is a dialogue id or null for a question the bot does not cover.
 A fixed third of the queries (chosen by a checksum of their text) is held
 out as the test split; tuning (`--calibrate`) looks only at the dev split.
-The bots in FRESH_BOTS were written after the method and its settings were
-frozen and were never used to change them: all their queries form the
-"fresh" split.
+The bots in FRESH_BOTS were never used to choose the method or its
+settings: all their queries form the "fresh" split.  hotel_en, library_en
+and sykkel_no were written against an earlier version of the method;
+gym_en and buss_no were written before the current method was frozen, and
+their figures were not looked at until it was.
 
 The baseline is difflib's SequenceMatcher: the best ratio between the query
 and any sample, answered when it reaches a threshold calibrated on dev with
@@ -43,7 +45,9 @@ from botcore.matching import MatchSettings  # noqa: E402
 
 DATA = REPO / "bench" / "data"
 TEST_SHARE = 3
-FRESH_BOTS = frozenset({"hotel_en", "library_en", "sykkel_no"})
+FRESH_BOTS = frozenset(
+    {"hotel_en", "library_en", "sykkel_no", "gym_en", "buss_no"}
+)
 SPLITS = ("dev", "test", "fresh", "all")
 BASELINE_THRESHOLDS = [step / 100 for step in range(30, 96, 5)]
 PUNCTUATION = re.compile(r"[^\w\s]")
