@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 
@@ -29,7 +29,8 @@ class EmbeddedWorker:
         if "daphne.server" in sys.modules:
             from twisted.internet import reactor
 
-            reactor.callWhenRunning(self.start)
+            # Runs once the reactor, and with it the event loop, is running.
+            cast(Any, reactor).callLater(0, self.start)
 
     def start(self) -> None:
         if self.task is None:
