@@ -19,6 +19,11 @@ ORIGIN_PATTERN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 TOP_LEVEL_FIELDS = {
     "slug", "name", "language", "greeting", "fallback", "dialogues", "web",
 }
+DIALOGUE_FIELDS = {"id", "samples", "replies"}
+REPLY_FIELDS = {"text", "buttons", "quick_replies", "image"}
+BUTTON_FIELDS = {"title", "goto", "url"}
+QUICK_REPLY_FIELDS = {"title", "goto"}
+WEB_FIELDS = {"allowed_origins"}
 
 
 class BotFileError(ValueError):
@@ -56,11 +61,7 @@ class BotDefinition:
 
 def parse_bot_file(data: Any) -> BotDefinition:
     """Validate a decoded bot file and return its definition."""
-    if not isinstance(data, dict):
-        raise BotFileError("(file)", "must be a JSON object")
-    unknown = sorted(set(data) - TOP_LEVEL_FIELDS)
-    if unknown:
-        raise BotFileError(unknown[0], "unknown field")
+    _object(data, TOP_LEVEL_FIELDS, "")
     slug = _string(data, "slug", "slug", pattern=SLUG_PATTERN)
     dialogues = _dialogues(data.get("dialogues", []))
     known_ids = {dialogue.id for dialogue in dialogues}
@@ -115,6 +116,17 @@ def _string(
     return value
 
 
+def _object(value: Any, fields: set[str], path: str) -> dict[str, Any]:
+    """Check that `value` is an object with no fields but `fields`."""
+    if not isinstance(value, dict):
+        raise BotFileError(path or "(file)", "must be an object")
+    unknown = sorted(set(value) - fields)
+    if unknown:
+        where = f"{path}.{unknown[0]}" if path else unknown[0]
+        raise BotFileError(where, "unknown field")
+    return value
+
+
 def _list(value: Any, path: str) -> list[Any]:
     if not isinstance(value, list):
         raise BotFileError(path, "must be a list")
@@ -126,8 +138,7 @@ def _dialogues(value: Any) -> tuple[Dialogue, ...]:
     dialogues = []
     for index, item in enumerate(_list(value, "dialogues")):
         path = f"dialogues[{index}]"
-        if not isinstance(item, dict):
-            raise BotFileError(path, "must be an object")
+        _object(item, DIALOGUE_FIELDS, path)
         dialogue_id = _string(item, "id", f"{path}.id", pattern=DIALOGUE_ID_PATTERN)
         if dialogue_id in seen:
             raise BotFileError(f"{path}.id", f"duplicate dialogue id {dialogue_id!r}")
@@ -149,11 +160,7 @@ def _replies(value: Any, path: str) -> tuple[Reply, ...]:
 
 
 def _reply(item: Any, path: str) -> Reply:
-    if not isinstance(item, dict):
-        raise BotFileError(path, "must be an object")
-    unknown = sorted(set(item) - {"text", "buttons", "quick_replies", "image"})
-    if unknown:
-        raise BotFileError(f"{path}.{unknown[0]}", "unknown field")
+    _object(item, REPLY_FIELDS, path)
     text = _string(item, "text", f"{path}.text", limit=MAX_TEXT)
     buttons = _list(item.get("buttons", []), f"{path}.buttons")
     if len(buttons) > MAX_BUTTONS:
@@ -181,8 +188,7 @@ def _reply(item: Any, path: str) -> Reply:
 
 
 def _button(item: Any, path: str) -> Button:
-    if not isinstance(item, dict):
-        raise BotFileError(path, "must be an object")
+    _object(item, BUTTON_FIELDS, path)
     title = _string(item, "title", f"{path}.title", limit=MAX_TITLE)
     has_goto, has_url = "goto" in item, "url" in item
     if has_goto == has_url:
@@ -194,10 +200,9 @@ def _button(item: Any, path: str) -> Button:
 
 
 def _quick_reply(item: Any, path: str) -> QuickReply:
-    if not isinstance(item, dict):
-        raise BotFileError(path, "must be an object")
-    if "url" in item:
+    if isinstance(item, dict) and "url" in item:
         raise BotFileError(f"{path}.url", "quick replies take goto only")
+    _object(item, QUICK_REPLY_FIELDS, path)
     title = _string(item, "title", f"{path}.title", limit=MAX_TITLE)
     return QuickReply(title, _string(item, "goto", f"{path}.goto"))
 
@@ -212,8 +217,7 @@ def _https_url(value: Any, path: str) -> str:
 
 
 def _origins(web: Any) -> tuple[str, ...]:
-    if not isinstance(web, dict):
-        raise BotFileError("web", "must be an object")
+    _object(web, WEB_FIELDS, "web")
     origins = _list(web.get("allowed_origins", []), "web.allowed_origins")
     for index, origin in enumerate(origins):
         if origin != "*" and (

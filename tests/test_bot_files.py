@@ -128,6 +128,18 @@ BAD_FILES = [
     (lambda d: d["greeting"][0]["quick_replies"][0].update(goto="gone"),
      "greeting[0].quick_replies[0].goto", "unknown dialogue 'gone'"),
     (lambda d: d.update(colour="blue"), "colour", "unknown field"),
+    (lambda d: d["dialogues"][0].update(sample=["typo"]),
+     "dialogues[0].sample", "unknown field"),
+    (lambda d: d["dialogues"][0]["replies"][0]["buttons"][0].update(payload="x"),
+     "dialogues[0].replies[0].buttons[0].payload", "unknown field"),
+    (lambda d: d["greeting"][0]["quick_replies"][0].update(image="x"),
+     "greeting[0].quick_replies[0].image", "unknown field"),
+    (lambda d: d["web"].update(origins=["https://a.example"]),
+     "web.origins", "unknown field"),
+    (lambda d: d["dialogues"][0]["replies"][0]["buttons"][1].update(
+        url="javascript:alert(1)"),
+     "dialogues[0].replies[0].buttons[1].url", "must be an https URL"),
+    (lambda d: d["dialogues"].append("hours"), "dialogues[2]", "must be an object"),
 ]
 
 
@@ -140,7 +152,7 @@ def test_bad_file_error_names_the_field(change: Any, field: str, message: str) -
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("change", "field", "message"), BAD_FILES[:4])
+@pytest.mark.parametrize(("change", "field", "message"), BAD_FILES)
 def test_bad_file_imports_nothing(
     tmp_path: Path, change: Any, field: str, message: str
 ) -> None:
@@ -160,6 +172,14 @@ def test_not_json_names_the_line(tmp_path: Path) -> None:
     path.write_text('{"slug": "shop",\n "name": }')
     with pytest.raises(CommandError, match="line 2"):
         call_command("importbot", str(path))
+
+
+@pytest.mark.django_db
+def test_export_of_a_bot_stored_broken_names_the_field(tmp_path: Path) -> None:
+    run_import(tmp_path, SHOP)
+    Bot.objects.update(dialogues=[{"id": "hours", "replies": "none"}])
+    with pytest.raises(CommandError, match=r"field dialogues\[0\]\.replies"):
+        run_export("shop")
 
 
 @pytest.mark.django_db

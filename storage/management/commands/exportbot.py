@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from botcore.botfile import BotFileError
 from storage.bots import export_bot
 from storage.models import Bot
 
@@ -20,4 +21,10 @@ class Command(BaseCommand):
             bot = Bot.objects.get(slug=options["slug"])
         except Bot.DoesNotExist:
             raise CommandError(f"no bot with slug {options['slug']!r}") from None
-        self.stdout.write(json.dumps(export_bot(bot), indent=2, ensure_ascii=False))
+        try:
+            data = export_bot(bot)
+        except BotFileError as error:
+            raise CommandError(
+                f"the stored bot is not a valid bot file, field {error}"
+            ) from error
+        self.stdout.write(json.dumps(data, indent=2, ensure_ascii=False))
