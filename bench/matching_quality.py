@@ -55,7 +55,8 @@ PUNCTUATION = re.compile(r"[^\w\s]")
 # The grid `--calibrate` searches; threshold and margin are swept for each.
 SEARCH_SPACE: dict[str, tuple[float, ...]] = {
     "query_coverage_share": (0.7, 0.8, 0.9),
-    "unknown_word_weight": (0.5, 0.75, 1.0),
+    "common_word_weight": (0.0, 0.25, 0.5),
+    "question_word_weight": (0.25, 0.5, 1.0),
     "edit_penalty": (0.6, 0.9, 1.2),
     "near_exact_factor": (0.5, 0.7),
     "affix_similarity": (0.4, 0.5, 0.6),
@@ -314,7 +315,7 @@ def sweep(
     """Yield (objective, threshold, margin) for each decision rule."""
     for threshold, margin in itertools.product(THRESHOLDS, MARGINS):
         pairs = [
-            (want, label if best >= threshold and best - second >= margin else None)
+            (want, label if best >= threshold and best - second > margin else None)
             for want, label, best, second in found
         ]
         yield objective(score(pairs)), threshold, margin

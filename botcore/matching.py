@@ -8,6 +8,11 @@ index then finds the labels whose samples share a term with the query, and
 each is scored by how much of the query its samples cover together and how
 much of its best covered sample the query covers, both weighted by how rare
 a term is among the labels.
+
+A word the bot has never seen weighs more than any term it knows: a
+question about something else shares a word or two with the bot, but its
+topic is what the bot lacks.  Everyday words ("new", "tomorrow", "mulig")
+and question words weigh less, since they say little about the topic.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 SHORTEST_SPLIT_PART = 3
+# A word the bot has never seen weighs as a term used by half a label:
+# more than any term it knows, as inverse label frequency would have it.
+UNSEEN_LABEL_SHARE = 0.5
 SHORTEST_AFFIX = 4
 MOST_AFFIX_TERMS = 5
 # Bounds that keep a long or garbled message from costing much time.
@@ -59,13 +67,46 @@ og i jeg eg det at en ei et ett den de dem du deg dere deres han hun ho
 henne hans hennes vi oss meg seg sin sitt sine min mitt mine mi din ditt
 dine var vart vår vårt våre er være vært blir ble blitt bli til som på med
 av ikke ikkje der så men har hadde ha om over da då ved fra nå no ut opp
-ned inn kan kunne skal skulle vil ville må måtte fått noen noe nokon noko
+ned inn kan kunne skal skulle vil ville må måtte fått noen noe nokon noko hos
 alle selv her hva kva hvilken hvilke dette disse denne bare også enn for
 før etter mot uten hvis fordi mellom hver både sånn slik samme mange
 kanskje vel jo altså
 hei hallo takk tusen please ok okei ja nei gjerne lurer lurte ønsker ønske
 trenger litt helst mye veldig
 få får gå går gjøre gjør ta tar
+"""
+
+# Everyday words that say little about what a question is about: when the
+# bot has never seen one, that tells little, and a word spelled as one is
+# taken as meant, not as a typo of a word the bot knows.
+ENGLISH_COMMON_WORDS = """
+new old big bigger small smaller large larger little long short good better
+best bad worse worst nice great fine right wrong same other another
+different next last first second few many much more most less least every
+each all both either enough own whole sure true real actual actually
+always never often sometimes usually soon later early late ever even only
+almost maybe perhaps probably exactly too quite pretty rather totally
+completely around ago able option thing stuff question problem issue info
+information detail people folks everyone everything nothing lot bit part
+wait see look try use work say think feel seem happen ask give keep put
+mean find today tomorrow tonight yesterday morning afternoon evening night
+week weekend month year monday tuesday wednesday thursday friday saturday
+sunday january february march april june july august september october
+november december black white red blue green yellow grey gray brown pink
+orange purple two three four five six seven eight nine ten
+"""
+
+NORWEGIAN_COMMON_WORDS = """
+ny nytt nye gammel gammelt gamle stor stort store storre liten lite sma
+mindre lang langt lange god godt gode bedre best dårlig fin fint flott bra
+ille riktig feil annen annet andre neste siste første flere mer mest minst
+hele allerede alltid aldri ofte snart senere tidlig sent egentlig faktisk
+nok mulig umulig vanligvis akkurat omtrent ganske altfor helt skikkelig
+ting spørsmål problem info informasjon folk person måte del vente finne se
+prøve bruke spørre si tro synes idag morgen kveld natt uke helg måned år
+mandag tirsdag onsdag torsdag fredag lørdag søndag januar februar mars
+april juni juli august september oktober november desember svart hvit rød
+blå grønn gul grå brun rosa tre fire fem seks sju syv åtte ni ti
 """
 
 # Alone, a question word does not make a question the bot can answer.
@@ -94,8 +135,9 @@ class MatchSettings:
 
     # A label scoring below this is not trusted: the caller falls back.
     threshold: float = 0.48
-    # The best label must beat the runner-up by this much, or it is a tie.
-    margin: float = 0.04
+    # The best label must beat the runner-up by more than this: a tie or a
+    # near tie falls back.
+    margin: float = 0.06
     # How much query coverage counts against sample coverage (0 to 1).
     query_coverage_share: float = 0.8
     # Similarity lost per edit between a typed word and a known one, times
@@ -106,8 +148,11 @@ class MatchSettings:
     # Similarity of a word that starts or ends a known compound, or the
     # other way round ("broke" and "broken", "bøyle" in "tannbøyle").
     affix_similarity: float = 0.5
-    # Weight of a word the bot has never seen, relative to the rarest term.
-    unknown_word_weight: float = 0.75
+    # Weight of an everyday word the bot has never seen, relative to that
+    # of other words it has never seen.
+    common_word_weight: float = 0.25
+    # Weight of a question word ("where", "når") relative to its rarity.
+    question_word_weight: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -140,16 +185,20 @@ class TextAnalyser:
         self.language = base_language(language)
         self.norwegian = self.language in NORWEGIAN_CODES
         self.english = self.language == "en"
-        stop_words, question_words = "", ""
+        stop_words, question_words, common_words = "", "", ""
         if self.norwegian:
             stop_words = NORWEGIAN_STOP_WORDS
             question_words = NORWEGIAN_QUESTION_WORDS
+            common_words = NORWEGIAN_COMMON_WORDS
         elif self.english:
             stop_words, question_words = ENGLISH_STOP_WORDS, ENGLISH_QUESTION_WORDS
+            common_words = ENGLISH_COMMON_WORDS
         self.stop_words = frozenset(self.words(stop_words))
-        self.question_terms = frozenset(
-            self.stem(word) for word in self.words(question_words)
-        )
+        self.question_terms = self._stems(question_words)
+        self.common_terms = self._stems(common_words)
+
+    def _stems(self, text: str) -> frozenset[str]:
+        return frozenset(self.stem(word) for word in self.words(text))
 
     def normalise(self, text: str) -> str:
         """Fold case, accents and special letters; keep letters and digits."""
@@ -328,18 +377,25 @@ class FuzzyVocabulary:
     def __contains__(self, term: object) -> bool:
         return term in self.terms
 
-    def lookup(self, term: str, written: str) -> dict[str, float]:
-        """Return the terms a typed word may stand for, with similarities."""
+    def lookup(
+        self, term: str, written: str, common: bool = False
+    ) -> dict[str, float]:
+        """Return the terms a typed word may stand for, with similarities.
+
+        A word that is known, or common in the language, is taken to be
+        spelled as meant: its typo neighbours count for less.
+        """
         if len(written) > LONGEST_FUZZY_WORD:
             return {term: 1.0} if term in self.terms else {}
         similar = self.near(written)
         for near_term, similarity in self.near(term).items():
             similar[near_term] = max(similarity, similar.get(near_term, 0.0))
-        if term in self.terms:
+        if term in self.terms or common:
             similar = {
                 known: similarity * self.settings.near_exact_factor
                 for known, similarity in similar.items()
             }
+        if term in self.terms:
             similar[term] = 1.0
         return similar or self.compound_parts(term)
 
@@ -405,12 +461,20 @@ class SampleIndex:
                 term_of_form.update({term: term for term in spelled})
                 if spelled:
                     sample_terms.append((label, tuple(spelled)))
-        self.weights = _term_weights(sample_terms)
-        self.unknown_weight = self.settings.unknown_word_weight * max(
-            self.weights.values(), default=1.0
-        )
+        self.weights = self._weigh_terms(sample_terms)
+        label_count = len({label for label, _ in sample_terms})
+        self.unknown_weight = label_rarity(label_count, UNSEEN_LABEL_SHARE)
         self.vocabulary = FuzzyVocabulary(term_of_form, self.settings)
         self._index_labels(sample_terms)
+
+    def _weigh_terms(
+        self, sample_terms: list[tuple[str, tuple[str, ...]]]
+    ) -> dict[str, float]:
+        """Weigh terms by rarity; a question word says less than a topic."""
+        weights = _term_weights(sample_terms)
+        for term in self.analyser.question_terms & weights.keys():
+            weights[term] *= self.settings.question_word_weight
+        return weights
 
     def _index_labels(self, sample_terms: list[tuple[str, tuple[str, ...]]]) -> None:
         """Index the samples of each label and the labels of each term."""
@@ -441,7 +505,7 @@ class SampleIndex:
             return Match(None, 0.0)
         label, score = ranked[0]
         runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
-        if score < threshold or score - runner_up < margin:
+        if score < threshold or score - runner_up <= margin:
             return Match(None, score, runner_up)
         return Match(label, score, runner_up)
 
@@ -512,12 +576,20 @@ class SampleIndex:
         return [self._query_term(term, word) for term, word in spelled.items()]
 
     def _query_term(self, term: str, written: str) -> QueryTerm:
-        candidates = self.vocabulary.lookup(term, written)
+        common = term in self.analyser.common_terms
+        candidates = self.vocabulary.lookup(term, written, common)
         if not candidates:
-            weight = 0.0 if term.isdigit() else self.unknown_weight
-            return QueryTerm(term, (), weight)
+            return QueryTerm(term, (), self._unknown_weight(term, common))
         ordered = sorted(candidates.items(), key=lambda item: (-item[1], item[0]))
         return QueryTerm(term, tuple(ordered), self.weights[ordered[0][0]])
+
+    def _unknown_weight(self, term: str, common: bool) -> float:
+        """Weigh a word the bot has never seen."""
+        if term.isdigit():
+            return 0.0
+        if common:
+            return self.unknown_weight * self.settings.common_word_weight
+        return self.unknown_weight
 
     def _query_shares(
         self, query: list[QueryTerm], floor: float
@@ -653,6 +725,11 @@ def _term_weights(sample_terms: list[tuple[str, tuple[str, ...]]]) -> dict[str, 
             labels_of[term].add(label)
     label_count = len({label for label, _ in sample_terms})
     return {
-        term: math.log(1.0 + label_count / len(labels))
+        term: label_rarity(label_count, len(labels))
         for term, labels in labels_of.items()
     }
+
+
+def label_rarity(label_count: int, labels_using: float) -> float:
+    """Return the inverse label frequency of a term used by some labels."""
+    return math.log(1.0 + label_count / labels_using)

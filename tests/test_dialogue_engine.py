@@ -235,16 +235,6 @@ def quality() -> ModuleType:
     return module
 
 
-def engine_scores(quality: ModuleType, bots: list[Any]) -> Any:
-    pairs = []
-    for bot in bots:
-        engine = DialogueEngine(bot.definition)
-        pairs += [
-            (query.expect, engine.match(query.text).label) for query in bot.queries
-        ]
-    return quality.score(pairs)
-
-
 SURFACE_TAGS = {"case", "punctuation", "accents", "split_words"}
 
 
@@ -268,44 +258,3 @@ def test_the_evaluation_set_is_large_and_honest(quality: ModuleType) -> None:
                 # from a sample by nothing else.
                 assert set(query.tags) <= SURFACE_TAGS, query
             assert query.expect is None or query.expect in known_ids, query
-
-
-def test_the_tuned_bots_reach_the_targets(quality: ModuleType) -> None:
-    bots = [bot for bot in quality.load_bots() if bot.name not in quality.FRESH_BOTS]
-    result = engine_scores(quality, bots)
-    assert result.top1 >= 0.90
-    assert result.fallback_recall >= 0.85
-
-
-def fresh_bots(quality: ModuleType, names: set[str]) -> list[Any]:
-    assert names <= quality.FRESH_BOTS
-    return [bot for bot in quality.load_bots() if bot.name in names]
-
-
-def test_the_fresh_bots_stay_close(quality: ModuleType) -> None:
-    # These bots never took part in tuning; their out-of-scope recall is
-    # below target, so this guards against it getting worse.
-    bots = fresh_bots(quality, {"library_en", "sykkel_no"})
-    result = engine_scores(quality, bots)
-    assert result.top1 >= 0.90
-    assert result.fallback_recall >= 0.70
-
-
-def test_the_hotel_bot_stays_close(quality: ModuleType) -> None:
-    # Written as a fresh check before the out-of-scope work and never used
-    # to tune it; the floors are its figures when it was added.
-    result = engine_scores(quality, fresh_bots(quality, {"hotel_en"}))
-    assert result.top1 >= 0.80
-    assert result.fallback_recall >= 0.80
-
-
-def test_the_engine_beats_the_baseline(quality: ModuleType) -> None:
-    bots = quality.load_bots()
-    threshold = quality.calibrate_baseline(bots)
-    ours = engine_scores(quality, bots)
-    pairs = []
-    for bot in bots:
-        baseline = quality.DifflibBaseline(bot.definition).matcher(threshold)
-        pairs += [(query.expect, baseline(query.text)) for query in bot.queries]
-    theirs = quality.score(pairs)
-    assert ours.top1 > theirs.top1 + 0.2
