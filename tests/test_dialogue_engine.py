@@ -220,6 +220,221 @@ def test_a_norwegian_bot_understands_norwegian(
     assert clinic.match(text).label == dialogue_id
 
 
+# Free text against bots of a realistic size
+
+
+def bot_file(slug: str, language: str, dialogues: dict[str, list[str]]) -> Any:
+    """Return a bot file whose dialogues each reply with their own id."""
+    return {
+        "slug": slug,
+        "name": slug,
+        "language": language,
+        "greeting": [
+            {
+                "text": "Hello!",
+                "quick_replies": [
+                    {"title": dialogue_id, "goto": dialogue_id}
+                    for dialogue_id in list(dialogues)[:3]
+                ],
+            }
+        ],
+        "fallback": [{"text": "Sorry?"}],
+        "dialogues": [
+            {
+                "id": dialogue_id,
+                "samples": samples,
+                "replies": [{"text": f"About {dialogue_id}"}],
+            }
+            for dialogue_id, samples in dialogues.items()
+        ],
+    }
+
+
+OUTDOOR_SHOP = {
+    "hours": ["when are you open", "opening hours", "are you open on sunday"],
+    "address": ["where is the store", "how do I find you", "is there parking"],
+    "shipping": ["how much is shipping", "delivery time", "do you ship abroad"],
+    "returns": ["how do I return an item", "return policy", "return label"],
+    "gift_cards": ["do you sell gift cards", "check gift card balance"],
+    "account": ["I forgot my password", "reset password", "can't log in"],
+    "rental": ["rent skis", "can I hire a kayak", "rental prices"],
+    "warranty": ["my jacket is broken", "can you repair my zipper"],
+    "human": ["talk to a person", "speak to a human"],
+}
+
+DENTAL_CLINIC = {
+    "apningstider": ["åpningstider", "når har dere åpent", "er dere åpne på lørdag"],
+    "bestille": ["bestille time", "ledig time hos tannlegen"],
+    "avbestille": ["avbestille time", "flytte timen"],
+    "priser": ["hva koster en undersøkelse", "prisliste"],
+    "redd": ["jeg er redd for tannlegen", "tannlegeskrekk"],
+    "akutt": ["akutt tannpine", "jeg har vondt i en tann"],
+    "bleking": ["tannbleking", "hvitere tenner", "bleke tennene"],
+    "regulering": ["tannregulering", "reguleringsbøyle"],
+    "adresse": ["hvor ligger klinikken", "parkering ved klinikken"],
+    "jobb": ["ledige stillinger", "jobbe som tannhelsesekretær"],
+    "betaling": ["kan jeg betale med vipps", "betale med kort"],
+}
+
+
+@pytest.fixture(scope="module")
+def outdoor_shop() -> DialogueEngine:
+    return DialogueEngine(parse_bot_file(bot_file("outdoor", "en", OUTDOOR_SHOP)))
+
+
+@pytest.fixture(scope="module")
+def dental_clinic() -> DialogueEngine:
+    return DialogueEngine(parse_bot_file(bot_file("klinikk", "nb", DENTAL_CLINIC)))
+
+
+def answer(engine: DialogueEngine, text: str) -> str:
+    """Return the text of the first reply the engine gives to a message."""
+    return engine.respond(Inbound(kind="text", text=text))[0].text
+
+
+@pytest.mark.parametrize(
+    ("text", "dialogue_id"),
+    [
+        # one or two typos per word
+        ("opning hours", "hours"),
+        ("retrun polcy", "returns"),
+        ("pasword forgoten", "account"),
+        ("giftcard balanse", "gift_cards"),
+        ("reset my pasword please", "account"),
+        # accents, case and punctuation
+        ("Rétürn pôlicy", "returns"),
+        ("WHERE IS THE STORE???", "address"),
+        # other word order
+        ("hours opening", "hours"),
+        ("policy for returns", "returns"),
+        # extra words, everyday words the samples lack included
+        ("hi there, could you tell me when you are open on saturday please", "hours"),
+        ("I would like to know how much shipping costs to Norway", "shipping"),
+        ("are you open tomorrow", "hours"),
+        ("is the new store open on sunday", "hours"),
+        # missing words, and words written together
+        ("shipping?", "shipping"),
+        ("kayak", "rental"),
+        ("i cant login", "account"),
+        ("my zipper broke", "warranty"),
+    ],
+)
+def test_english_text_gets_its_dialogue(
+    outdoor_shop: DialogueEngine, text: str, dialogue_id: str
+) -> None:
+    assert answer(outdoor_shop, text) == f"About {dialogue_id}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # each shares a word with a dialogue, but asks about something else
+        "can I rent a car from you",
+        "can you repair my car",
+        "how do I return my library books",
+        "can I return a rental car here",
+        "do you sell train tickets",
+        "where can I find the nearest pharmacy",
+        "is there a pharmacy near the store",
+        "what time is the football match",
+        # shares nothing
+        "custmer servise",
+        "tell me a joke",
+    ],
+)
+def test_english_questions_the_bot_does_not_cover_get_the_fallback(
+    outdoor_shop: DialogueEngine, text: str
+) -> None:
+    assert answer(outdoor_shop, text) == "Sorry?"
+
+
+@pytest.mark.parametrize(
+    ("text", "dialogue_id"),
+    [
+        # æ ø å typed as ae oe aa, or as plain a and o
+        ("aapningstider", "apningstider"),
+        ("apningstider", "apningstider"),
+        ("naar har dere aapent", "apningstider"),
+        ("er dere aapne paa loerdag", "apningstider"),
+        ("er dere apne pa lordag", "apningstider"),
+        ("hva koster en undersoekelse", "priser"),
+        ("hva koster en undersokelse", "priser"),
+        ("reguleringsboeyle", "regulering"),
+        ("reguleringsboyle", "regulering"),
+        ("tannhelsesekretaer", "jobb"),
+        ("tannhelsesekretar", "jobb"),
+        # case, punctuation and compounds written apart or cut short
+        ("ÅPNINGSTIDER?!", "apningstider"),
+        ("åpnings tider", "apningstider"),
+        ("bøyle", "regulering"),
+        # other word order, extra and missing words
+        ("time bestille", "bestille"),
+        ("hei, jeg lurer på om jeg kan få bestille en time neste uke", "bestille"),
+        ("er dere åpne på søndag", "apningstider"),
+        ("avbestille", "avbestille"),
+        ("tannpine", "akutt"),
+        ("betale med vipps?", "betaling"),
+        # typos
+        ("tannlegeskrek", "redd"),
+        ("bestile time", "bestille"),
+    ],
+)
+def test_norwegian_text_gets_its_dialogue(
+    dental_clinic: DialogueEngine, text: str, dialogue_id: str
+) -> None:
+    assert answer(dental_clinic, text) == f"About {dialogue_id}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # each shares a word with a dialogue, but asks about something else
+        "jeg vil bleke håret",
+        "kan jeg betale strømregningen her",
+        "hva koster en ny bil",
+        "kan jeg få time hos legen",
+        "kan jeg bestille bord på restaurant",
+        "jeg har vondt i ryggen",
+        # shares nothing but a question word or everyday words
+        "hvor gammel er du",
+        "hva blir været i morgen",
+    ],
+)
+def test_norwegian_questions_the_bot_does_not_cover_get_the_fallback(
+    dental_clinic: DialogueEngine, text: str
+) -> None:
+    assert answer(dental_clinic, text) == "Sorry?"
+
+
+@pytest.mark.parametrize(
+    ("inbound", "first_reply"),
+    [
+        (Inbound(kind="greeting"), "Hello!"),
+        (Inbound(kind="greeting", text="returns"), "Hello!"),
+        (Inbound(kind="postback", payload="returns"), "About returns"),
+        (Inbound(kind="postback", payload="human", text="hours"), "About human"),
+        (Inbound(kind="postback", payload="gone", text="opening hours"), "About hours"),
+        (Inbound(kind="postback", payload="gone"), "Sorry?"),
+        (Inbound(kind="postback", payload="Returns"), "Sorry?"),
+    ],
+)
+def test_greetings_and_taps_do_not_depend_on_matching(
+    outdoor_shop: DialogueEngine, inbound: Inbound, first_reply: str
+) -> None:
+    assert outdoor_shop.respond(inbound)[0].text == first_reply
+
+
+def test_every_quick_reply_of_the_greeting_leads_to_its_dialogue(
+    outdoor_shop: DialogueEngine,
+) -> None:
+    greeting = outdoor_shop.respond(Inbound(kind="greeting"))
+    payloads = [reply.payload for reply in greeting[0].quick_replies]
+    assert payloads == ["hours", "address", "shipping"]
+    for payload in payloads:
+        inbound = Inbound(kind="postback", payload=payload)
+        assert outdoor_shop.respond(inbound)[0].text == f"About {payload}"
+
+
 # The evaluation set of bench/data
 
 

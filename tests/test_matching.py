@@ -174,6 +174,71 @@ def test_vocabulary_matches_parts_of_compounds() -> None:
     assert set(vocabulary.lookup("boyl", "boyle")) == {"reguleringsboyl"}
 
 
+# Words the bot has never seen
+
+
+def test_an_unseen_word_outweighs_every_known_term(shop: SampleIndex) -> None:
+    weights = {term.term: term.weight for term in shop.query_terms("museum open")}
+    assert weights["museum"] > max(shop.weights.values())
+
+
+def test_an_unseen_everyday_word_weighs_less_than_an_unseen_topic(
+    shop: SampleIndex,
+) -> None:
+    weights = {term.term: term.weight for term in shop.query_terms("tomorrow museum")}
+    assert 0 < weights["tomorrow"] < weights["museum"]
+
+
+def test_everyday_words_are_known_per_language() -> None:
+    norwegian = TextAnalyser("nb")
+    terms = {norwegian.stem(word) for word in norwegian.words("søndag mulig folk")}
+    assert terms <= norwegian.common_terms
+    assert TextAnalyser("en").stem("options") in TextAnalyser("en").common_terms
+    assert TextAnalyser("de").common_terms == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("bot", "query", "label"),
+    [
+        # an unseen everyday word does not stand in the way
+        ("shop", "are you open tomorrow", "hours"),
+        ("shop", "when do you close on friday", "hours"),
+        ("shop", "is delivery free for big orders", "shipping"),
+        ("clinic", "er dere åpne i morgen", "hours"),
+        ("clinic", "er dere åpne på søndag", "hours"),
+        # an unseen topic outweighs the one word it shares with a sample
+        ("shop", "is the museum open", None),
+        ("shop", "my bike is broken", None),
+        ("clinic", "hva koster en ny bil", None),
+        ("clinic", "ringe legen", None),
+    ],
+)
+def test_unseen_everyday_words_pass_and_unseen_topics_fall_back(
+    request: pytest.FixtureRequest, bot: str, query: str, label: str | None
+) -> None:
+    index: SampleIndex = request.getfixturevalue(bot)
+    assert index.match(query).label == label
+
+
+def test_an_everyday_word_is_not_taken_for_a_typo() -> None:
+    index = SampleIndex(
+        [("address", ["find the store"]), ("hours", ["opening hours"])], "en"
+    )
+    assert index.match("fnid the store").label == "address"
+    assert index.match("fine").label is None
+    vocabulary = FuzzyVocabulary({"find": "find"})
+    as_typed = vocabulary.lookup("fine", "fine")["find"]
+    assert vocabulary.lookup("fine", "fine", common=True)["find"] < as_typed
+
+
+def test_a_question_word_weighs_less_than_a_topic_as_rare() -> None:
+    index = SampleIndex(
+        [("address", ["where is the store"]), ("hours", ["opening hours"])], "en"
+    )
+    where, store = (index.analyser.stem(word) for word in ("where", "store"))
+    assert index.weights[where] < index.weights[store]
+
+
 # Matching, English
 
 
