@@ -195,6 +195,10 @@ FACEBOOK_VERIFY_TOKEN = os.environ.get("FACEBOOK_VERIFY_TOKEN", "")
 FACEBOOK_GRAPH_URL = os.environ.get(
     "FACEBOOK_GRAPH_URL", "https://graph.facebook.com/v25.0"
 ).rstrip("/")
+# Seconds after which a contact's name and avatar are fetched again.
+FACEBOOK_PROFILE_MAX_AGE = int(
+    os.environ.get("FACEBOOK_PROFILE_MAX_AGE", str(7 * 24 * 3600))
+)
 
 # The worker: how many conversations one process handles at once, how long
 # a claim on a conversation lasts, how often an idle worker sweeps, and how

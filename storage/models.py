@@ -7,8 +7,13 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
+
+# Messenger lets a human answer for 7 days (the HUMAN_AGENT tag); holding
+# the bot back for longer than that has no use.
+MAX_HUMAN_HOLD_SECONDS = 7 * 24 * 3600
 
 
 def new_web_key() -> str:
@@ -31,8 +36,9 @@ class Bot(models.Model):
     )
     human_hold_seconds = models.PositiveIntegerField(
         default=1800,
+        validators=[MaxValueValidator(MAX_HUMAN_HOLD_SECONDS)],
         help_text="How long the bot stays quiet in a conversation after a "
-        "human answered in it.",
+        "human answered in it, in seconds (at most 7 days).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -85,6 +91,11 @@ class FacebookPage(models.Model):
     token_invalid_since = models.DateTimeField(null=True, blank=True)
     token_error = models.CharField(max_length=200, blank=True)
     throttled_until = models.DateTimeField(null=True, blank=True)
+    throttle_seconds = models.FloatField(
+        default=0,
+        help_text="How long the last rate limit held the page; a limit soon "
+        "after it ends holds twice as long.",
+    )
     connected_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

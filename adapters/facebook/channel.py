@@ -11,9 +11,15 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from adapters.facebook.graph import Failure, GraphClient, GraphError
+from adapters.facebook.graph import Failure, GraphAnswer, GraphClient, GraphError
 from adapters.facebook.messenger_format import messenger_messages
-from adapters.facebook.pages import mark_token_invalid, page_access_token, throttle_page
+from adapters.facebook.pages import (
+    UNREADABLE_TOKEN,
+    hold_page_for_usage,
+    mark_token_invalid,
+    open_page_token,
+    throttle_page,
+)
 from adapters.facebook.profiles import ProfileRefresher, profile_is_stale
 from adapters.facebook.typing import TypingIndicator
 from adapters.facebook.webhook import OWN_SEND_METADATA
@@ -23,17 +29,22 @@ from gateway.pipeline.adapters import (
     PermanentDeliveryError,
     TemporaryDeliveryError,
 )
-from storage.models import Conversation, Message
+from gateway.secrets_at_rest import SecretDecryptionError
+from storage.models import Contact, Conversation, Message
 
 logger = logging.getLogger("gateway.facebook")
 STANDARD_WINDOW = timedelta(hours=24)
 HUMAN_AGENT_WINDOW = timedelta(days=7)
+HELD_BACK = (
+    "not sent: a person of the page answered in the inbox, so the bot "
+    "holds back"
+)
 TARGET_FIELDS = {
     "last_inbound_at": "last_inbound_at",
+    "bot_paused_until": "bot_paused_until",
     "human_agent_tag": "bot__human_agent_tag",
     "contact_pk": "contact__pk",
     "psid": "contact__external_id",
-    "profile_fetched_at": "contact__profile_fetched_at",
     "page_pk": "contact__page__pk",
     "page_id": "contact__page__page_id",
     "sealed_token": "contact__page__access_token_encrypted",
@@ -47,19 +58,23 @@ class Target:
     """Who a conversation's messages go to, and through which page."""
 
     last_inbound_at: datetime | None
+    bot_paused_until: datetime | None
     human_agent_tag: bool
     contact_pk: int
     psid: str
-    profile_fetched_at: datetime | None
     page_pk: int
     page_id: str
     sealed_token: str
     token_invalid_since: datetime | None
     throttled_until: datetime | None
 
-    @property
-    def access_token(self) -> str:
-        return page_access_token(self.page_id, self.sealed_token)
+
+def access_token(target: Target) -> str:
+    """Return the page's token; a token no key decrypts fails for good."""
+    try:
+        return open_page_token(target.page_pk, target.page_id, target.sealed_token)
+    except SecretDecryptionError:
+        raise PermanentDeliveryError(UNREADABLE_TOKEN) from None
 
 
 def load_target(conversation_id: Any) -> Target:
@@ -83,7 +98,16 @@ def check_page(target: Target, now: datetime) -> None:
         )
     if target.throttled_until is not None and target.throttled_until > now:
         wait = (target.throttled_until - now).total_seconds()
-        raise TemporaryDeliveryError("page rate limited", retry_after=wait)
+        raise TemporaryDeliveryError(
+            "page rate limited", retry_after=wait, throttled=True
+        )
+
+
+def check_not_held_back(target: Target, author: str, now: datetime) -> None:
+    """Drop a bot's reply queued before a human took the conversation over."""
+    paused_until = target.bot_paused_until
+    if author == "bot" and paused_until is not None and paused_until > now:
+        raise PermanentDeliveryError(HELD_BACK)
 
 
 def messaging_type(target: Target, author: str, now: datetime) -> dict[str, str]:
@@ -120,7 +144,9 @@ class FacebookAdapter(ChannelAdapter):
         target = load_target(message.conversation_id)
         now = timezone.now()
         check_page(target, now)
+        check_not_held_back(target, message.author, now)
         kind = messaging_type(target, message.author, now)
+        token = access_token(target)
         parts = messenger_messages(Reply.from_dict(message.content))
         platform_id = None
         for number in range(message.parts_delivered, len(parts)):
@@ -129,22 +155,21 @@ class FacebookAdapter(ChannelAdapter):
                 **kind,
                 "message": {**parts[number], "metadata": OWN_SEND_METADATA},
             }
-            platform_id = self.send(target, body)
+            platform_id = self.send(target, token, body)
             if len(parts) > 1:
                 # A retry after a failure goes on from the next part.
                 Message.objects.filter(pk=message.pk).update(
                     parts_delivered=number + 1
                 )
-        if profile_is_stale(target.profile_fetched_at, now):
-            self.profiles.refresh_soon(target.contact_pk)
         return platform_id
 
-    def send(self, target: Target, body: dict[str, Any]) -> str | None:
+    def send(self, target: Target, token: str, body: dict[str, Any]) -> str | None:
         try:
-            answer = self.graph.send(target.access_token, body)
+            answer = self.graph.send(token, body)
         except GraphError as error:
             raise self.delivery_error(target, error) from None
-        message_id = answer.get("message_id")
+        observe_usage(target.page_pk, answer)
+        message_id = answer.data.get("message_id")
         return message_id if isinstance(message_id, str) else None
 
     def delivery_error(
@@ -154,11 +179,23 @@ class FacebookAdapter(ChannelAdapter):
             mark_token_invalid(target.page_pk, error.reason)
             return PermanentDeliveryError(error.reason)
         if error.failure is Failure.THROTTLED:
-            throttle_page(target.page_pk, error.retry_after or 0)
-            return TemporaryDeliveryError(error.reason, error.retry_after)
+            hold = throttle_page(target.page_pk, error.retry_after)
+            return TemporaryDeliveryError(error.reason, hold, throttled=True)
         if error.failure is Failure.RETRY:
             return TemporaryDeliveryError(error.reason)
         return PermanentDeliveryError(error.reason)
+
+    def after_work(self, conversation: Conversation) -> None:
+        """Refresh the person's profile when it is missing or old."""
+        if conversation.contact_id is None:
+            return
+        row = (
+            Contact.objects.filter(pk=conversation.contact_id, page__isnull=False)
+            .values_list("profile_fetched_at")
+            .first()
+        )
+        if row is not None and profile_is_stale(row[0], timezone.now()):
+            self.profiles.refresh_soon(conversation.contact_id)
 
     def bot_is_working(self, conversation: Conversation) -> None:
         self.typing.start(conversation.pk)
@@ -171,11 +208,18 @@ class FacebookAdapter(ChannelAdapter):
             now = timezone.now()
             check_page(target, now)
             messaging_type(target, "bot", now)
+            token = access_token(target)
         except (PermanentDeliveryError, TemporaryDeliveryError):
             return
         body = {"recipient": {"id": target.psid}, "sender_action": "typing_on"}
         try:
-            self.graph.send(target.access_token, body)
+            observe_usage(target.page_pk, self.graph.send(token, body))
         except GraphError as error:
             # The reply itself will meet the same error and deal with it.
             logger.info("typing indicator not shown: %s", error.reason)
+
+
+def observe_usage(page_pk: int, answer: GraphAnswer) -> None:
+    """Hold the page when a successful answer says its budget is spent."""
+    if answer.hold_seconds:
+        hold_page_for_usage(page_pk, answer.hold_seconds)

@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import json
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -20,9 +22,13 @@ import requests
 # (connect, read) seconds. A send that times out may still have reached
 # Messenger; it is retried, so a slow Graph can at worst repeat a message.
 DEFAULT_TIMEOUT = (3.05, 10.0)
-# How long a page waits after a rate limit when Meta names no time.
-DEFAULT_THROTTLE_SECONDS = 5.0
 USAGE_HEADERS = ("x-business-use-case-usage", "x-page-usage", "x-app-usage")
+# The shares of a budget the usage headers report, in per cent.
+USAGE_FIGURES = ("call_count", "total_time", "total_cputime")
+# From this share of any budget on, the page holds its sends before Meta
+# refuses them, for the time Meta names or, naming none, this long.
+USAGE_HOLD_PERCENT = 95.0
+USAGE_HOLD_SECONDS = 30.0
 
 
 class Failure(enum.Enum):
@@ -34,8 +40,12 @@ class Failure(enum.Enum):
 
 RETRY_CODES = {1: "unknown Graph error", 2: "Graph service unavailable",
                1200: "temporary send error"}
+# Code 613 comes with several subcodes (calls too fast, tags used too
+# often): each means slowing down. 80001 and 80006 are the business use
+# case limits of pages and of Messenger.
 THROTTLE_CODES = {4: "app rate limit", 17: "user rate limit",
-                  32: "page rate limit", 613: "rate limit"}
+                  32: "page rate limit", 613: "rate limit",
+                  80001: "page rate limit", 80006: "Messenger rate limit"}
 TOKEN_CODES = {190: "page access token expired or invalid",
                102: "session invalid"}
 PERMANENT_CODES = {
@@ -66,6 +76,14 @@ class GraphError(Exception):
         self.code = code
         self.subcode = subcode
         self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class GraphAnswer:
+    """A successful answer, and how long its usage headers ask to pause."""
+
+    data: dict[str, Any]
+    hold_seconds: float | None = None
 
 
 def appsecret_proof(access_token: str, app_secret: str) -> str:
@@ -100,20 +118,20 @@ class GraphClient:
             self._local.session = session
         return session
 
-    def send(self, access_token: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Call the Send API; return its answer (`message_id`, ...)."""
+    def send(self, access_token: str, body: dict[str, Any]) -> GraphAnswer:
+        """Call the Send API; its answer's data holds `message_id`."""
         return self.call("POST", "me/messages", access_token, json_body=body)
 
     def profile(
         self, access_token: str, psid: str, fields: tuple[str, ...]
-    ) -> dict[str, Any]:
+    ) -> GraphAnswer:
         return self.call(
             "GET", psid, access_token, params={"fields": ",".join(fields)}
         )
 
     def page_of_token(self, access_token: str) -> dict[str, Any]:
         """Return the page (`id`, `name`) a page access token belongs to."""
-        return self.call("GET", "me", access_token, params={"fields": "id"})
+        return self.call("GET", "me", access_token, params={"fields": "id"}).data
 
     def subscribe_page(
         self, access_token: str, page_id: str, fields: tuple[str, ...]
@@ -123,7 +141,7 @@ class GraphClient:
             f"{page_id}/subscribed_apps",
             access_token,
             params={"subscribed_fields": ",".join(fields)},
-        )
+        ).data
 
     def call(
         self,
@@ -133,7 +151,7 @@ class GraphClient:
         *,
         params: dict[str, str] | None = None,
         json_body: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> GraphAnswer:
         query = {"appsecret_proof": appsecret_proof(access_token, self.app_secret)}
         query.update(params or {})
         try:
@@ -152,22 +170,26 @@ class GraphClient:
         return read_answer(answer)
 
 
-def read_answer(answer: requests.Response) -> dict[str, Any]:
-    """Return a successful answer's JSON or raise the classified error."""
+def read_answer(answer: requests.Response) -> GraphAnswer:
+    """Return a successful answer or raise the classified error."""
     try:
         data = answer.json()
     except ValueError:
         data = None
+    usage = read_usage(answer.headers)
     if answer.status_code < 300 and isinstance(data, dict):
-        return data
+        return GraphAnswer(data, usage.hold_seconds())
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
-        raise unexplained_failure(answer.status_code)
-    raise classify_error(error, answer.status_code, regain_seconds(answer))
+        raise unexplained_failure(answer.status_code, usage.regain_seconds)
+    raise classify_error(error, answer.status_code, usage.regain_seconds)
 
 
-def unexplained_failure(status: int) -> GraphError:
-    if status >= 500 or status == 429:
+def unexplained_failure(status: int, regain: float | None) -> GraphError:
+    if status == 429:
+        return GraphError(Failure.THROTTLED, "Graph API answered HTTP 429",
+                          retry_after=regain)
+    if status >= 500:
         return GraphError(Failure.RETRY, f"Graph API answered HTTP {status}")
     return GraphError(Failure.PERMANENT, f"Graph API answered HTTP {status}")
 
@@ -186,7 +208,7 @@ def classify_error(
         return GraphError(
             Failure.THROTTLED,
             f"{THROTTLE_CODES[code]} ({label})",
-            retry_after=regain or DEFAULT_THROTTLE_SECONDS,
+            retry_after=regain,
             **ids,
         )
     if code in RETRY_CODES or error.get("is_transient") is True:
@@ -204,38 +226,62 @@ def classify_error(
     return GraphError(Failure.PERMANENT, f"refused by Graph ({label})", **ids)
 
 
-def regain_seconds(answer: requests.Response) -> float | None:
-    """Seconds until access returns, from the usage headers, if they say."""
-    minutes: list[float] = []
+@dataclass(frozen=True)
+class Usage:
+    """What the usage headers say: the most used share of any budget (per
+    cent) and the longest time until access returns (seconds), if any."""
+
+    percent: float = 0.0
+    regain_seconds: float | None = None
+
+    def hold_seconds(self) -> float | None:
+        """How long to hold the page's sends, if the budget is nearly spent."""
+        if self.regain_seconds:
+            return self.regain_seconds
+        if self.percent >= USAGE_HOLD_PERCENT:
+            return USAGE_HOLD_SECONDS
+        return None
+
+
+def read_usage(headers: Mapping[str, str]) -> Usage:
+    """Read X-App-Usage, X-Page-Usage and X-Business-Use-Case-Usage."""
+    entries: list[dict[str, Any]] = []
     for name in USAGE_HEADERS:
-        raw = answer.headers.get(name)
+        raw = headers.get(name)
         if raw:
-            minutes.extend(_regain_minutes(raw))
-    longest = max(minutes, default=0.0)
-    return longest * 60 if longest > 0 else None
+            entries.extend(_usage_entries(raw))
+    percent = max(
+        (_number(entry.get(figure)) for entry in entries for figure in USAGE_FIGURES),
+        default=0.0,
+    )
+    minutes = max(
+        (_number(entry.get("estimated_time_to_regain_access")) for entry in entries),
+        default=0.0,
+    )
+    return Usage(percent, minutes * 60 if minutes > 0 else None)
 
 
-def _regain_minutes(raw: str) -> list[float]:
+def _usage_entries(raw: str) -> list[dict[str, Any]]:
     try:
         usage = json.loads(raw)
     except ValueError:
         return []
-    # Business use case usage maps an object id to a list of usages; page
-    # and app usage are one flat object.
-    if isinstance(usage, dict) and "call_count" not in usage:
-        entries = [
-            item
-            for group in usage.values() if isinstance(group, list)
-            for item in group
-        ]
-    else:
-        entries = [usage]
+    if not isinstance(usage, dict):
+        return []
+    if any(figure in usage for figure in USAGE_FIGURES):
+        return [usage]
+    # Business use case usage maps an object id to a list of usages.
     return [
-        float(entry["estimated_time_to_regain_access"])
-        for entry in entries
-        if isinstance(entry, dict)
-        and isinstance(entry.get("estimated_time_to_regain_access"), int | float)
+        item
+        for group in usage.values() if isinstance(group, list)
+        for item in group if isinstance(item, dict)
     ]
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -1,12 +1,14 @@
 """A local stand-in for the Graph API, for tests, benchmarks and demos.
 
 A real HTTP server (point FACEBOOK_GRAPH_URL at it) that checks the access
-token and the appsecret_proof the way Graph does, records every call, and
-answers with ids and errors shaped like Graph's. Faults queued with
-`add_fault` (or POST /__local/faults) answer the next sends: rate limits
-with usage headers, an expired token, a person who is unavailable, server
-errors, slow answers. Profiles come back with more fields than asked for,
-holding PROFILE_MARKER, so a test can prove they were not kept.
+token and the appsecret_proof the way Graph does, refuses sends beyond the
+Send API's limits with Graph's error 100, records every call, and answers
+with ids and errors shaped like Graph's. Faults queued with `add_fault` (or
+POST /__local/faults) answer the next calls: rate limits with usage
+headers, an expired token, a person who is unavailable, server errors,
+slow answers, answers whose usage headers say the budget is nearly spent.
+Profiles come back with more fields than asked for, holding PROFILE_MARKER,
+so a test can prove they were not kept.
 
 Run alone: python -m adapters.facebook.local_graph --port 8090 \
     --app-secret SECRET --page PAGE_ID=TOKEN
@@ -53,7 +55,22 @@ FAULTS: dict[str, tuple[int, dict[str, Any] | None]] = {
     "bad_parameter": (400, {"code": 100, "message": "Invalid parameter"}),
     "profile_unavailable": (400, {"code": 2018218, "message": "Cannot get the "
                                   "profile of this user"}),
+    "messenger_rate_limit": (400, {"code": 80006, "message": "There have been "
+                                   "too many messenger api calls to this Page "
+                                   "account. Wait a while and try again."}),
 }
+# Faults that answer as usual, only late ("slow") or with usage headers
+# that say the budget is nearly spent ("high_usage").
+SUCCESS_FAULTS = ("slow", "high_usage")
+FAULT_TARGETS = ("message", "action", "profile")
+MAX_FAULT_DELAY = 60.0
+# The Send API's limits, which it answers with error 100 when exceeded.
+MAX_TEXT = 2000
+MAX_TEMPLATE_TEXT = 640
+MAX_BUTTONS = 3
+MAX_QUICK_REPLIES = 13
+MAX_TITLE = 20
+MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
 
 
 @dataclass
@@ -64,6 +81,98 @@ class Fault:
     regain_minutes: int = 0
     # "message" (sends with a message), "action" (typing), "profile".
     applies_to: str = "message"
+
+
+def read_fault(data: Any) -> Fault:
+    """Validate a fault as a test or POST /__local/faults describes it.
+
+    Raise ValueError with the reason.
+    """
+    if not isinstance(data, dict):
+        raise ValueError("a fault is a JSON object")
+    unknown = set(data) - {"kind", "delay", "regain_minutes", "applies_to"}
+    if unknown:
+        raise ValueError(f"unknown fault options: {', '.join(sorted(unknown))}")
+    kind = data.get("kind")
+    if kind not in FAULTS and kind not in SUCCESS_FAULTS:
+        known = ", ".join([*FAULTS, *SUCCESS_FAULTS])
+        raise ValueError(f"unknown fault kind {kind!r}; known: {known}")
+    delay = data.get("delay", 0.0)
+    if not isinstance(delay, int | float) or not 0 <= delay <= MAX_FAULT_DELAY:
+        raise ValueError(f"delay must be 0 to {MAX_FAULT_DELAY:.0f} seconds")
+    regain = data.get("regain_minutes", 0)
+    if isinstance(regain, bool) or not isinstance(regain, int) or regain < 0:
+        raise ValueError("regain_minutes must be a whole number of minutes")
+    applies_to = data.get("applies_to", "message")
+    if applies_to not in FAULT_TARGETS:
+        raise ValueError(f"applies_to must be one of {', '.join(FAULT_TARGETS)}")
+    return Fault(kind, float(delay), regain, applies_to)
+
+
+def send_problem(body: dict[str, Any]) -> str | None:
+    """Return why the Send API would refuse this body, or None."""
+    recipient = body.get("recipient")
+    if not isinstance(recipient, dict) or not recipient.get("id"):
+        return "(#100) The parameter recipient is required"
+    message = body.get("message")
+    if message is None:
+        if body.get("sender_action") in ("typing_on", "typing_off", "mark_seen"):
+            return None
+        return "(#100) Either message or sender_action must be provided"
+    messaging_type = body.get("messaging_type")
+    if messaging_type not in MESSAGING_TYPES:
+        return ("(#100) Param messaging_type must be one of "
+                f"{{{', '.join(MESSAGING_TYPES)}}}")
+    if messaging_type == "MESSAGE_TAG" and not body.get("tag"):
+        return "(#100) Param tag is required for messaging_type MESSAGE_TAG"
+    if not isinstance(message, dict):
+        return "(#100) Param message must be an object"
+    return message_problem(message)
+
+
+def message_problem(message: dict[str, Any]) -> str | None:
+    text = message.get("text")
+    if isinstance(text, str) and utf16_length(text) > MAX_TEXT:
+        return (f"(#100) Length of param message[text] must be less than or "
+                f"equal to {MAX_TEXT}")
+    attachment = message.get("attachment")
+    payload = attachment.get("payload") if isinstance(attachment, dict) else None
+    if isinstance(payload, dict) and payload.get("template_type") == "button":
+        problem = template_problem(payload)
+        if problem:
+            return problem
+    chips = message.get("quick_replies") or []
+    if not isinstance(chips, list) or len(chips) > MAX_QUICK_REPLIES:
+        return (f"(#100) param message[quick_replies] must have at most "
+                f"{MAX_QUICK_REPLIES} elements")
+    for index, chip in enumerate(chips):
+        if not isinstance(chip, dict) or chip.get("content_type") != "text":
+            continue
+        if not 1 <= len(str(chip.get("title") or "")) <= MAX_TITLE:
+            return (f"(#100) Param message[quick_replies][{index}][title] must "
+                    f"be 1 to {MAX_TITLE} characters long")
+    return None
+
+
+def template_problem(payload: dict[str, Any]) -> str | None:
+    where = "message[attachment][payload]"
+    if utf16_length(str(payload.get("text", ""))) > MAX_TEMPLATE_TEXT:
+        return (f"(#100) Length of param {where}[text] must be less than or "
+                f"equal to {MAX_TEMPLATE_TEXT}")
+    buttons = payload.get("buttons")
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= MAX_BUTTONS:
+        return (f"(#100) param {where}[buttons] must have 1 to {MAX_BUTTONS} "
+                "elements")
+    for index, button in enumerate(buttons):
+        title = button.get("title") if isinstance(button, dict) else None
+        if not 1 <= len(str(title or "")) <= MAX_TITLE:
+            return (f"(#100) Param {where}[buttons][{index}][title] must be 1 "
+                    f"to {MAX_TITLE} characters long")
+    return None
+
+
+def utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 @dataclass
@@ -128,10 +237,9 @@ class LocalGraph:
         self.state.expired.add(token)
 
     def add_fault(self, kind: str, **options: Any) -> None:
-        if kind not in FAULTS and kind != "slow":
-            raise ValueError(f"unknown fault {kind!r}")
+        fault = read_fault({"kind": kind, **options})
         with self.state.lock:
-            self.state.faults.append(Fault(kind, **options))
+            self.state.faults.append(fault)
 
     def calls(self) -> list[Call]:
         with self.state.lock:
@@ -215,19 +323,23 @@ class GraphHandler(BaseHTTPRequestHandler):
         return page_id
 
     def messages(self, page_id: str, body: dict[str, Any]) -> None:
+        problem = send_problem(body)
+        if problem:
+            self.record("POST", "me/messages", page_id, body, 400)
+            self.graph_error(400, {"code": 100, "message": problem})
+            return
         applies_to = "message" if "message" in body else "action"
-        status = self.apply_fault(applies_to)
+        status, headers = self.apply_fault(applies_to)
         self.record("POST", "me/messages", page_id, body, status or 200)
         if status:
             return
-        recipient = body.get("recipient", {}).get("id", "")
-        answer = {"recipient_id": recipient}
+        answer = {"recipient_id": body["recipient"]["id"]}
         if "message" in body:
             answer["message_id"] = "m_" + secrets.token_urlsafe(64)
-        self.answer(200, answer)
+        self.answer(200, answer, headers)
 
     def profile(self, page_id: str, psid: str, query: dict[str, str]) -> None:
-        status = self.apply_fault("profile")
+        status, headers = self.apply_fault("profile")
         self.record("GET", psid, page_id, {"fields": query.get("fields", "")},
                     status or 200)
         if status:
@@ -242,23 +354,27 @@ class GraphHandler(BaseHTTPRequestHandler):
             "timezone": f"{PROFILE_MARKER}-timezone",
             "gender": f"{PROFILE_MARKER}-gender",
             "email": f"{PROFILE_MARKER}-email@example.com",
-        })
+        }, headers)
 
-    def apply_fault(self, applies_to: str) -> int:
-        """Answer with the next queued fault, if any; return its status."""
+    def apply_fault(self, applies_to: str) -> tuple[int, dict[str, str]]:
+        """Apply the next queued fault, if any.
+
+        Return the status it answered with (0 if the call is to be answered
+        as usual) and the headers a usual answer carries.
+        """
         fault = self.state.take_fault(applies_to)
         if fault is None:
-            return 0
+            return 0, {}
         if fault.delay:
             time.sleep(fault.delay)
-        if fault.kind == "slow":
-            return 0
+        if fault.kind in SUCCESS_FAULTS:
+            return 0, usage_headers(fault)
         status, error = FAULTS[fault.kind]
         if error is None:
             self.answer_raw(status, b"<html>Internal Server Error</html>", "text/html")
         else:
             self.graph_error(status, error, usage_headers(fault))
-        return status
+        return status, {}
 
     def record(self, method: str, path: str, page_id: str, body: dict[str, Any],
                status: int) -> None:
@@ -272,8 +388,13 @@ class GraphHandler(BaseHTTPRequestHandler):
                 calls = [vars(call) for call in self.state.calls]
             self.answer(200, {"calls": calls})
         elif path == "/__local/faults" and method == "POST":
+            try:
+                fault = read_fault(body)
+            except ValueError as error:
+                self.answer(400, {"error": {"message": str(error)}})
+                return
             with self.state.lock:
-                self.state.faults.append(Fault(**body))
+                self.state.faults.append(fault)
             self.answer(200, {"queued": True})
         elif path == "/__local/reset" and method == "POST":
             with self.state.lock:
@@ -306,13 +427,18 @@ class GraphHandler(BaseHTTPRequestHandler):
 
 
 def usage_headers(fault: Fault) -> dict[str, str]:
-    if fault.kind not in ("rate_limit", "app_rate_limit"):
+    """The usage headers Graph adds when a budget is (nearly) spent."""
+    if fault.kind == "high_usage":
+        spent = 96
+    elif fault.kind in ("rate_limit", "app_rate_limit"):
+        spent = 100
+    else:
         return {}
-    usage = {"call_count": 100, "total_cputime": 40, "total_time": 60,
+    usage = {"call_count": spent, "total_cputime": 40, "total_time": 60,
              "estimated_time_to_regain_access": fault.regain_minutes}
     return {
-        "X-App-Usage": json.dumps({"call_count": 100, "total_cputime": 40,
-                                   "total_time": 60}),
+        "X-App-Usage": json.dumps({"call_count": 20, "total_cputime": 5,
+                                   "total_time": 8}),
         "X-Business-Use-Case-Usage": json.dumps(
             {"1234567890": [{"type": "messenger", **usage}]}
         ),

@@ -1,8 +1,10 @@
 """Keep a Messenger contact's name and avatar, and nothing else about them.
 
-Profiles are fetched in the background after the bot started working on a
-message, so that a slow Graph never delays a reply. A profile that cannot
-be fetched leaves the contact nameless; it is tried again when it is old.
+Profiles are fetched in the background once a worker is done with a
+conversation (whatever came of its replies), so that a slow Graph never
+delays a reply. A profile Meta does not give (error 2018218, permissions)
+leaves the contact nameless; it is tried again when it is old. A failure of
+the page's token marks the page and keeps what is stored.
 """
 
 from __future__ import annotations
@@ -13,24 +15,28 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from adapters.facebook.graph import Failure, GraphClient, GraphError
-from adapters.facebook.pages import page_access_token
-from storage.models import Contact
+from adapters.facebook.pages import (
+    hold_page_for_usage,
+    mark_token_invalid,
+    open_page_token,
+    throttle_page,
+)
+from gateway.secrets_at_rest import SecretDecryptionError
+from storage.models import Contact, FacebookPage
 
 logger = logging.getLogger("gateway.facebook")
 # The only fields asked for, and the only ones kept.
 PROFILE_FIELDS = ("name", "profile_pic")
-DEFAULT_MAX_AGE = timedelta(days=7)
 MAX_NAME = 200
 MAX_AVATAR_URL = 1000
 
 
 def profile_max_age() -> timedelta:
-    seconds = getattr(settings, "FACEBOOK_PROFILE_MAX_AGE", None)
-    return DEFAULT_MAX_AGE if seconds is None else timedelta(seconds=seconds)
+    return timedelta(seconds=settings.FACEBOOK_PROFILE_MAX_AGE)
 
 
 def profile_is_stale(fetched_at: datetime | None, now: datetime) -> bool:
@@ -42,23 +48,48 @@ def refresh_profile(graph: GraphClient, contact_pk: int) -> None:
     contact = (
         Contact.objects.select_related("page").filter(pk=contact_pk).first()
     )
-    if contact is None or contact.page is None:
+    if contact is None or contact.page is None or not page_usable(contact.page):
         return
-    token = page_access_token(contact.page.page_id, contact.page.access_token_encrypted)
+    page = contact.page
     try:
-        profile = graph.profile(token, contact.external_id, PROFILE_FIELDS)
+        token = open_page_token(page.pk, page.page_id, page.access_token_encrypted)
+        answer = graph.profile(token, contact.external_id, PROFILE_FIELDS)
+    except SecretDecryptionError:
+        return
     except GraphError as error:
-        if error.failure in (Failure.RETRY, Failure.THROTTLED):
-            logger.info("profile of contact %s not fetched yet: %s",
-                        contact_pk, error.reason)
-            return
-        logger.info("profile of contact %s unavailable: %s", contact_pk, error.reason)
-        profile = {}
+        profile_not_fetched(contact.pk, page.pk, error)
+        return
+    if answer.hold_seconds:
+        hold_page_for_usage(page.pk, answer.hold_seconds)
     Contact.objects.filter(pk=contact_pk).update(
-        full_name=profile_name(profile),
-        avatar_url=profile_avatar(profile),
+        full_name=profile_name(answer.data),
+        avatar_url=profile_avatar(answer.data),
         profile_fetched_at=timezone.now(),
     )
+
+
+def page_usable(page: FacebookPage) -> bool:
+    if page.token_invalid_since is not None:
+        return False
+    return page.throttled_until is None or page.throttled_until <= timezone.now()
+
+
+def profile_not_fetched(contact_pk: int, page_pk: int, error: GraphError) -> None:
+    """Deal with a failed fetch; only Meta's refusal counts as fetched."""
+    if error.failure is Failure.TOKEN_INVALID:
+        mark_token_invalid(page_pk, error.reason)
+    elif error.failure is Failure.THROTTLED:
+        throttle_page(page_pk, error.retry_after)
+    elif error.failure is Failure.RETRY:
+        logger.info("profile of contact %s not fetched yet: %s",
+                    contact_pk, error.reason)
+    else:
+        # A contact stays nameless, or keeps the name it had.
+        logger.info("profile of contact %s unavailable: %s",
+                    contact_pk, error.reason)
+        Contact.objects.filter(pk=contact_pk).update(
+            profile_fetched_at=timezone.now()
+        )
 
 
 def profile_name(profile: dict[str, object]) -> str:
@@ -100,4 +131,5 @@ class ProfileRefresher:
         finally:
             with self.lock:
                 self.pending.discard(contact_pk)
-            close_old_connections()
+            # Fetches are rare: the thread need not hold a connection.
+            connection.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +26,15 @@ APP_SECRET = "local-app-secret-for-tests"
 VERIFY_TOKEN = "local-verify-token"
 PAGE_ID = "104383829374651"
 PAGE_TOKEN = "EAAGlocalPageAccessTokenForTests0123456789abcdef"
+# A key of FIELD_ENCRYPTION_KEYS that sealed none of the tests' tokens.
+OTHER_KEY = base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
 PERSON_A = "7311290341929401"
 PERSON_B = "6972831045522190"
 # The watermark of the delivery and read fixtures, which tests move to now.
 FIXTURE_WATERMARKS = (b"1733300000150", b"1733300000250")
+# Every time in the fixtures (ms) starts with these digits; post_fixture
+# moves them to the second before now, keeping their order.
+FIXTURE_SECONDS = b"1733300000"
 
 BOT_FILE: dict[str, Any] = {
     "slug": "shop",
@@ -39,8 +46,10 @@ BOT_FILE: dict[str, Any] = {
     "dialogues": [
         {"id": "hours", "samples": ["when are you open", "opening hours"],
          "replies": [{"text": "Monday to Friday, 9 to 17.",
-                      "buttons": [{"title": "Where are you?", "goto": "address"},
-                                  {"title": "Website", "url": "https://shop.example"}]}]},
+                      "buttons": [
+                          {"title": "Where are you?", "goto": "address"},
+                          {"title": "Website", "url": "https://shop.example"},
+                      ]}]},
         {"id": "address", "samples": ["where are you"],
          "replies": [{"text": "Main street 1."}]},
     ],
@@ -67,15 +76,34 @@ def post_fixture(
     *,
     replace: dict[bytes, bytes] | None = None,
     headers: dict[str, str] | None = None,
+    sent_at: float | None = None,
 ) -> requests.Response:
     """Sign a fixture as Meta would and post it to the gateway's webhook.
 
-    `replace` edits the raw bytes first; `headers` replaces the signature
-    headers (pass {} to send none).
+    `replace` edits the raw bytes first; then the fixture's times move to
+    `sent_at` (seconds since 1970, default now). `headers` replaces the
+    signature headers (pass {} to send none).
     """
+    return post_body(base, shifted_fixture(name, replace, sent_at), headers)
+
+
+def shifted_fixture(
+    name: str,
+    replace: dict[bytes, bytes] | None = None,
+    sent_at: float | None = None,
+) -> bytes:
+    """A fixture's bytes, edited, with its times moved to `sent_at`."""
     body = fixture_bytes(name)
     for old, new in (replace or {}).items():
         body = body.replace(old, new)
+    moment = time.time() - 1 if sent_at is None else sent_at
+    return body.replace(FIXTURE_SECONDS, str(int(moment)).encode())
+
+
+def post_body(
+    base: str, body: bytes, headers: dict[str, str] | None = None
+) -> requests.Response:
+    """Post raw bytes to the webhook, signed unless `headers` says otherwise."""
     if headers is None:
         headers = {"X-Hub-Signature-256": sign(body)}
     return requests.post(

@@ -1,4 +1,4 @@
-"""The adapter's sends: the 24-hour window, multi-part replies, profiles.
+"""The adapter's sends: the 24-hour window, parts, rate limits, tokens.
 
 The adapter runs in this process and reaches the local Graph API over HTTP
 with the production client.
@@ -15,13 +15,13 @@ import pytest
 from django.utils import timezone
 
 from adapters.facebook.channel import FacebookAdapter
-from adapters.facebook.local_graph import PROFILE_MARKER, LocalGraph
-from adapters.facebook.profiles import refresh_profile
+from adapters.facebook.local_graph import LocalGraph
+from adapters.facebook.pages import MAX_THROTTLE_SECONDS, UNREADABLE_TOKEN
 from botcore.messages import Button, Reply
 from gateway.pipeline.adapters import PermanentDeliveryError, TemporaryDeliveryError
 from storage.models import Contact, Conversation, FacebookPage, Message
 from tests.conftest import wait_until
-from tests.facebook.conftest import PERSON_A
+from tests.facebook.conftest import OTHER_KEY, PERSON_A
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -154,25 +154,125 @@ def test_a_throttled_page_is_held_without_calling_graph(
     with pytest.raises(TemporaryDeliveryError) as second:
         adapter.deliver(queued(conversation, Reply("Two")))
 
-    assert first.value.retry_after == 120
-    assert second.value.reason == "page rate limited"
+    assert first.value.retry_after == 120 and first.value.throttled
+    assert second.value.reason == "page rate limited" and second.value.throttled
     assert 100 < (second.value.retry_after or 0) <= 120
     assert len(local_graph.calls()) == 1
 
 
-def test_a_new_contacts_profile_is_fetched_after_the_reply(
+def end_the_hold(seconds_ago: float = 0.1) -> None:
+    FacebookPage.objects.update(
+        throttled_until=timezone.now() - timedelta(seconds=seconds_ago)
+    )
+
+
+def test_repeated_rate_limits_without_a_time_hold_longer_each_time(
     adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph
 ) -> None:
-    adapter.deliver(queued(conversation, Reply("Hello")))
+    holds = []
+    for _ in range(3):
+        local_graph.add_fault("rate_limit")
+        with pytest.raises(TemporaryDeliveryError) as raised:
+            adapter.deliver(queued(conversation, Reply("Hello")))
+        assert raised.value.throttled
+        holds.append(raised.value.retry_after)
+        end_the_hold()
+    # Long after the last hold ended, a limit starts from the default.
+    end_the_hold(seconds_ago=3600)
+    local_graph.add_fault("rate_limit")
+    with pytest.raises(TemporaryDeliveryError) as later:
+        adapter.deliver(queued(conversation, Reply("Hello")))
 
-    contact = wait_until(
-        lambda: Contact.objects.filter(profile_fetched_at__isnull=False).first()
+    assert holds == [5.0, 10.0, 20.0]
+    assert later.value.retry_after == 5.0
+
+
+def test_escalation_stops_at_its_cap(
+    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph
+) -> None:
+    FacebookPage.objects.update(throttle_seconds=MAX_THROTTLE_SECONDS * 0.75)
+    end_the_hold()
+    local_graph.add_fault("rate_limit")
+
+    with pytest.raises(TemporaryDeliveryError) as raised:
+        adapter.deliver(queued(conversation, Reply("Hello")))
+
+    assert raised.value.retry_after == MAX_THROTTLE_SECONDS
+
+
+def test_messengers_own_rate_limit_holds_the_page(
+    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph
+) -> None:
+    local_graph.add_fault("messenger_rate_limit")
+
+    with pytest.raises(TemporaryDeliveryError) as raised:
+        adapter.deliver(queued(conversation, Reply("Hello")))
+
+    assert raised.value.throttled and raised.value.retry_after == 5.0
+    assert "80006" in raised.value.reason
+    assert FacebookPage.objects.get().throttled_until is not None
+
+
+def test_a_success_near_the_limit_holds_the_next_sends(
+    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph
+) -> None:
+    local_graph.add_fault("high_usage", regain_minutes=2)
+
+    assert adapter.deliver(queued(conversation, Reply("One")))
+    with pytest.raises(TemporaryDeliveryError) as held:
+        adapter.deliver(queued(conversation, Reply("Two")))
+
+    assert held.value.reason == "page rate limited" and held.value.throttled
+    assert 100 < (held.value.retry_after or 0) <= 120
+    assert len(local_graph.sent_messages()) == 1
+
+
+def test_a_bot_reply_queued_before_a_human_answered_is_not_sent(
+    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph
+) -> None:
+    Conversation.objects.update(
+        bot_paused_until=timezone.now() + timedelta(minutes=5)
     )
-    assert contact.full_name == "Person 9401"
-    assert contact.avatar_url == f"https://platform-lookaside.example/{PERSON_A}.jpg"
-    send, profile = local_graph.calls()
-    assert "message" in send.body
-    assert profile.body == {"fields": "name,profile_pic"}
+
+    with pytest.raises(PermanentDeliveryError, match="the bot holds back"):
+        adapter.deliver(queued(conversation, Reply("Bot here")))
+    adapter.deliver(queued(conversation, Reply("A person here"), author="human"))
+
+    [call] = local_graph.sent_messages()
+    assert call.body["message"]["text"] == "A person here"
+
+
+def test_a_token_no_key_decrypts_fails_for_good_and_marks_the_page(
+    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph,
+    facebook_settings: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    facebook_settings.FIELD_ENCRYPTION_KEYS = [OTHER_KEY]
+
+    with caplog.at_level(logging.INFO, logger="gateway.facebook"), \
+            pytest.raises(PermanentDeliveryError) as first:
+        adapter.deliver(queued(conversation, Reply("Hello")))
+    with pytest.raises(PermanentDeliveryError) as second:
+        adapter.deliver(queued(conversation, Reply("Again")))
+
+    assert first.value.reason == UNREADABLE_TOKEN
+    assert "reconnect the page" in second.value.reason
+    page = FacebookPage.objects.get()
+    assert page.token_invalid_since is not None
+    assert page.token_error == UNREADABLE_TOKEN
+    assert local_graph.calls() == []
+    assert caplog.messages == [f"page {page.pk}: {UNREADABLE_TOKEN}"]
+
+
+def test_typing_is_not_shown_through_a_token_no_key_decrypts(
+    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph,
+    facebook_settings: Any,
+) -> None:
+    facebook_settings.FIELD_ENCRYPTION_KEYS = [OTHER_KEY]
+
+    adapter.show_typing(conversation.pk)
+
+    assert local_graph.calls() == []
+    assert FacebookPage.objects.get().token_error == UNREADABLE_TOKEN
 
 
 def test_a_slow_bot_shows_the_typing_indicator(
@@ -209,30 +309,3 @@ def test_a_reply_waits_for_an_indicator_already_on_its_way(
 
     typing, send = local_graph.calls()[:2]
     assert "sender_action" in typing.body and "message" in send.body
-
-
-def test_a_profile_that_cannot_be_fetched_leaves_the_contact_nameless(
-    facebook_settings: Any, conversation: Conversation, local_graph: LocalGraph,
-    adapter: FacebookAdapter,
-) -> None:
-    local_graph.add_fault("profile_unavailable", applies_to="profile")
-
-    refresh_profile(adapter.graph, conversation.contact_id)  # type: ignore[arg-type]
-
-    contact = Contact.objects.get()
-    assert contact.full_name == "" and contact.avatar_url == ""
-    assert contact.profile_fetched_at is not None
-
-
-def test_an_old_profile_is_fetched_again(
-    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph,
-    facebook_settings: Any,
-) -> None:
-    facebook_settings.FACEBOOK_PROFILE_MAX_AGE = 3600
-    Contact.objects.update(full_name="Old name",
-                           profile_fetched_at=timezone.now() - timedelta(hours=2))
-
-    adapter.deliver(queued(conversation, Reply("Hello")))
-
-    wait_until(lambda: Contact.objects.get().full_name == "Person 9401")
-    assert PROFILE_MARKER not in str(Contact.objects.values().get())

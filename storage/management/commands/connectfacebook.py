@@ -10,17 +10,16 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from adapters.facebook.graph import GraphClient, GraphError
-from adapters.facebook.pages import PageMovedError, connect_page
+from adapters.facebook.pages import (
+    PageMovedError,
+    PageTokenError,
+    check_page_token,
+    connect_page,
+)
 from storage.models import Bot
 
 PAGE_ID = re.compile(r"^[0-9]{1,64}$")
 TOKEN_VARIABLE = "FACEBOOK_PAGE_ACCESS_TOKEN"  # noqa: S105 - a variable name
-# Events the page sends to the webhook once connected.
-SUBSCRIBED_FIELDS = (
-    "messages", "messaging_postbacks", "message_deliveries", "message_reads",
-    "message_echoes", "message_reactions",
-)
 
 
 class Command(BaseCommand):
@@ -77,11 +76,7 @@ def check_token(token: str, page_id: str) -> None:
     """Check that the token belongs to the page, and subscribe the page."""
     if not settings.FACEBOOK_APP_SECRET:
         raise CommandError("FACEBOOK_APP_SECRET is not set (or use --offline)")
-    graph = GraphClient(settings.FACEBOOK_GRAPH_URL, settings.FACEBOOK_APP_SECRET)
     try:
-        owner = graph.page_of_token(token).get("id")
-        if owner != page_id:
-            raise CommandError("the access token belongs to another page")
-        graph.subscribe_page(token, page_id, SUBSCRIBED_FIELDS)
-    except GraphError as error:
-        raise CommandError(f"the Graph API refused the token: {error.reason}") from None
+        check_page_token(token, page_id)
+    except PageTokenError as error:
+        raise CommandError(str(error)) from None
