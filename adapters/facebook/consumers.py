@@ -15,7 +15,6 @@ from django.conf import settings
 from adapters.facebook.ingest import store_delivery
 from adapters.facebook.webhook import (
     MAX_BODY_BYTES,
-    PayloadError,
     SignatureError,
     parse_payload,
     verify_signature,
@@ -104,7 +103,10 @@ def subscription_challenge(scope: dict[str, Any]) -> bytes:
         logger.warning("webhook subscription handshake refused")
         raise ApiError(403, "forbidden", "verify token does not match")
     if not challenge or len(challenge) > MAX_CHALLENGE_LENGTH:
-        raise ApiError(400, "bad_request", "hub.challenge missing or too long")
+        # The contract knows only the challenge or a refusal.
+        logger.warning("webhook subscription handshake without a usable "
+                       "challenge refused")
+        raise ApiError(403, "forbidden", "hub.challenge missing or too long")
     logger.info("webhook subscription handshake accepted")
     return challenge.encode()
 
@@ -120,11 +122,11 @@ async def accept_delivery(body: bytes, headers: dict[str, str]) -> None:
         logger.warning("webhook delivery refused: %s", error)
         raise ApiError(401, "bad_signature", str(error)) from None
     try:
-        payload = parse_payload(json.loads(body))
-    except ValueError as error:
-        reason = str(error) if isinstance(error, PayloadError) else "not JSON"
-        logger.warning("webhook delivery malformed: %s", reason)
-        raise ApiError(400, "bad_request", f"malformed delivery: {reason}") from None
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        logger.warning("webhook delivery malformed: not JSON")
+        raise ApiError(400, "bad_request", "malformed delivery: not JSON") from None
+    payload = parse_payload(data)
     if payload.object != "page":
         logger.info("webhook delivery for object %.40r ignored", payload.object)
         return

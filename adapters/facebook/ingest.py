@@ -20,7 +20,8 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, DateTimeField, Q, Value, When
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from adapters.facebook.webhook import (
@@ -66,9 +67,10 @@ def _store(events: Sequence[Event]) -> int:
         logger.warning("events for page %s, which no bot has; acknowledged",
                        page_id)
     threads = _threads(known, pages)
+    fresh = _not_stored_yet(known)
     rows = [row for event in known if (row := _message_row(event, threads))]
     Message.objects.bulk_create(rows, ignore_conflicts=True)
-    _touch_conversations(known, threads)
+    _touch_conversations(fresh, threads)
     _pause_for_humans(known, threads)
     for event in known:
         if isinstance(event, Receipt):
@@ -183,18 +185,43 @@ def _message_row(event: Event, threads: Threads) -> Message | None:
     return None
 
 
+def _not_stored_yet(events: Sequence[Event]) -> list[IncomingMessage]:
+    """The incoming messages of these events that are not redeliveries."""
+    incoming = [event for event in events if isinstance(event, IncomingMessage)]
+    if not incoming:
+        return []
+    stored = set(
+        Message.objects.filter(
+            channel=CHANNEL,
+            platform_message_id__in={event.mid for event in incoming},
+        ).values_list("platform_message_id", flat=True)
+    )
+    return [event for event in incoming if event.mid not in stored]
+
+
 def _touch_conversations(
-    events: Sequence[Event], threads: dict[tuple[str, str], Thread]
+    events: Sequence[IncomingMessage], threads: dict[tuple[str, str], Thread]
 ) -> None:
-    touched = {
-        threads[(event.page_id, event.psid)].conversation_id
-        for event in events
-        if isinstance(event, IncomingMessage)
-    }
-    if touched:
-        Conversation.objects.filter(pk__in=touched).update(
-            last_inbound_at=timezone.now()
-        )
+    """Move each conversation's last inbound time to its newest message.
+
+    The time is Meta's (when the person wrote, which starts Messenger's
+    24-hour window), never in the future, and it only moves forward.
+    """
+    now = timezone.now()
+    newest: dict[uuid.UUID, datetime] = {}
+    for event in events:
+        conversation_id = threads[(event.page_id, event.psid)].conversation_id
+        moment = min(from_milliseconds(event.timestamp), now)
+        newest[conversation_id] = max(moment, newest.get(conversation_id, moment))
+    if not newest:
+        return
+    moment_of = Case(
+        *(When(pk=pk, then=Value(moment)) for pk, moment in newest.items()),
+        output_field=DateTimeField(),
+    )
+    Conversation.objects.filter(pk__in=newest).update(
+        last_inbound_at=Greatest(Coalesce("last_inbound_at", moment_of), moment_of)
+    )
 
 
 def _pause_for_humans(
@@ -213,8 +240,10 @@ def _pause_for_humans(
             pk__in={bot_id for bot_id, _ in answered.values()}
         ).values_list("pk", "human_hold_seconds")
     )
+    now = timezone.now()
     for conversation_id, (bot_id, timestamp) in answered.items():
-        until = from_milliseconds(timestamp) + timedelta(seconds=holds[bot_id])
+        answered_at = min(from_milliseconds(timestamp), now)
+        until = answered_at + timedelta(seconds=holds[bot_id])
         Conversation.objects.filter(pk=conversation_id).filter(
             Q(bot_paused_until__isnull=True) | Q(bot_paused_until__lt=until)
         ).update(bot_paused_until=until)

@@ -29,6 +29,8 @@ OWN_SEND_METADATA = "bot-gateway"
 # The postback of Messenger's "Get started" button, when a page sets it.
 GET_STARTED_PAYLOAD = "GET_STARTED"
 MAX_ID_LENGTH = 64
+# Times are milliseconds since 1970; this is in the year 5138.
+MAX_MILLISECONDS = 10**14
 ATTACHMENT_KIND = re.compile(r"^[a-z_]{1,20}$")
 
 
@@ -115,33 +117,57 @@ class WebhookPayload:
 
 
 def parse_payload(data: Any) -> WebhookPayload:
-    """Read a decoded delivery; raise PayloadError if its envelope is wrong.
+    """Read a decoded delivery, keeping every part that is well formed.
 
-    A single malformed event is logged and skipped, since Meta would
-    deliver it again unchanged.
+    A malformed part (the body, an entry, an event) is logged and skipped,
+    never the delivery as a whole: Meta would send it again unchanged, and
+    with it the events that were fine.
     """
-    root = _object(data, "(body)")
-    kind = _string(root, "object", "object")
+    try:
+        root = _object(data, "(body)")
+        kind = _string(root, "object", "object")
+    except PayloadError as error:
+        logger.warning("skipped malformed delivery: %s", error)
+        return WebhookPayload("", (), 1)
     if kind != "page":
         return WebhookPayload(kind, (), 0)
     events: list[Event] = []
     malformed = 0
-    for index, entry in enumerate(_list(root.get("entry"), "entry")):
-        path = f"entry[{index}]"
-        entry = _object(entry, path)
-        page_id = _identifier(entry, "id", f"{path}.id")
-        for event_path, event in _entry_events(entry, path):
-            try:
-                events.append(read_event(page_id, event, event_path))
-            except PayloadError as error:
-                malformed += 1
-                logger.warning("skipped malformed event: %s", error)
-        if "standby" in entry:
-            events.append(Acknowledged(page_id, "standby"))
+    try:
+        entries = _list(root.get("entry"), "entry")
+    except PayloadError as error:
+        logger.warning("skipped malformed delivery: %s", error)
+        return WebhookPayload(kind, (), 1)
+    for index, entry in enumerate(entries):
+        try:
+            read, skipped = read_entry(entry, f"entry[{index}]")
+        except PayloadError as error:
+            logger.warning("skipped malformed entry: %s", error)
+            malformed += 1
+            continue
+        events.extend(read)
+        malformed += skipped
     # Meta may batch out of order; a stable sort keeps each person's
     # messages in the order they were sent.
     events.sort(key=event_time)
     return WebhookPayload(kind, tuple(events), malformed)
+
+
+def read_entry(raw: Any, path: str) -> tuple[list[Event], int]:
+    """Read one entry's events; return them and how many were skipped."""
+    entry = _object(raw, path)
+    page_id = _identifier(entry, "id", f"{path}.id")
+    events: list[Event] = []
+    malformed = 0
+    for event_path, event in _entry_events(entry, path):
+        try:
+            events.append(read_event(page_id, event, event_path))
+        except PayloadError as error:
+            malformed += 1
+            logger.warning("skipped malformed event: %s", error)
+    if "standby" in entry:
+        events.append(Acknowledged(page_id, "standby"))
+    return events, malformed
 
 
 def event_time(event: Event) -> int:
@@ -230,9 +256,7 @@ def read_postback(page_id: str, event: dict[str, Any], path: str) -> Event:
 def read_receipt(page_id: str, event: dict[str, Any], path: str) -> Event:
     kind = "delivery" if "delivery" in event else "read"
     receipt = _object(event[kind], f"{path}.{kind}")
-    watermark = receipt.get("watermark")
-    if isinstance(watermark, bool) or not isinstance(watermark, int):
-        raise PayloadError(f"{path}.{kind}.watermark", "must be an integer")
+    watermark = _milliseconds(receipt.get("watermark"), f"{path}.{kind}.watermark")
     mids = tuple(
         _string({"mid": mid}, "mid", f"{path}.{kind}.mids")
         for mid in _list(receipt.get("mids", []), f"{path}.{kind}.mids")
@@ -322,9 +346,14 @@ def _party(event: dict[str, Any], role: str, path: str) -> str:
 
 
 def _timestamp(event: dict[str, Any], path: str) -> int:
-    value = event.get("timestamp")
+    return _milliseconds(event.get("timestamp"), f"{path}.timestamp")
+
+
+def _milliseconds(value: Any, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise PayloadError(f"{path}.timestamp", "must be an integer (ms)")
+        raise PayloadError(path, "must be an integer (ms)")
+    if not 0 < value < MAX_MILLISECONDS:
+        raise PayloadError(path, "must be a time in milliseconds since 1970")
     return value
 
 

@@ -52,9 +52,10 @@ def test_logs_carry_no_ids_names_texts_or_tokens(
 ) -> None:
     local_graph.add_fault("server_error")
     post_fixture(gateway.base, "messages__batch_non_ascii")
+    wait_until(lambda: len(local_graph.sent_messages()) >= 6, timeout=30)
+    # A human answer after the bot's, which then holds back.
     post_fixture(gateway.base, "echo__human_inbox")
     post_fixture(gateway.base, "messages__unknown_page")
-    wait_until(lambda: len(local_graph.sent_messages()) >= 6, timeout=30)
     wait_until(lambda: Contact.objects.filter(full_name__startswith="Person")
                .count() == 2)
 

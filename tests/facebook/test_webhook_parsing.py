@@ -14,7 +14,6 @@ from adapters.facebook.webhook import (
     Acknowledged,
     IncomingMessage,
     PageEcho,
-    PayloadError,
     Receipt,
     SignatureError,
     parse_payload,
@@ -93,19 +92,48 @@ def test_an_unknown_object_yields_no_events() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "path"),
+    ("data", "logged"),
     [
-        ([], "(body)"),
-        ({"entry": []}, "object"),
-        ({"object": "page", "entry": {}}, "entry"),
-        ({"object": "page", "entry": [{"messaging": []}]}, "entry[0].id"),
+        ([], "skipped malformed delivery: (body): must be an object"),
+        ({"entry": []}, "skipped malformed delivery: object: must be a "
+         "non-empty string"),
+        ({"object": "page", "entry": {}}, "skipped malformed delivery: entry: "
+         "must be a list"),
+        ({"object": "page", "entry": [{"messaging": []}]}, "skipped malformed "
+         "entry: entry[0].id: must be an id of at most 64 characters"),
+        ({"object": "page", "entry": [{"id": "1", "messaging": {}}]}, "skipped "
+         "malformed entry: entry[0].messaging: must be a list"),
     ],
 )
-def test_a_malformed_envelope_names_the_field(data: object, path: str) -> None:
-    with pytest.raises(PayloadError) as raised:
-        parse_payload(data)
+def test_a_malformed_envelope_is_skipped_and_names_the_field(
+    data: object, logged: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="gateway.facebook"):
+        payload = parse_payload(data)
 
-    assert raised.value.path == path
+    assert payload.events == () and payload.malformed == 1
+    assert caplog.messages == [logged]
+
+
+def test_a_malformed_entry_leaves_the_others() -> None:
+    data = json.loads(fixture_bytes("messages__batch_non_ascii"))
+    data["entry"].insert(1, "not an entry")
+
+    payload = parse_payload(data)
+
+    assert len(payload.events) == 6 and payload.malformed == 1
+
+
+@pytest.mark.parametrize("stamp", [0, -5, 10**15, "1733300000000", 1.5])
+def test_a_time_that_is_not_milliseconds_since_1970_is_malformed(
+    stamp: object,
+) -> None:
+    data = json.loads(fixture_bytes("messages__text"))
+    data["entry"][0]["messaging"][0]["timestamp"] = stamp
+
+    payload = parse_payload(data)
+
+    assert payload.events == () and payload.malformed == 1
 
 
 def test_a_malformed_event_is_skipped_and_logged(
