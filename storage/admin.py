@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from adapters.facebook.pages import (
+    PageTokenError,
+    check_page_token,
+    sealed_token_fields,
+)
 from storage.models import Bot, Contact, Conversation, FacebookPage, Membership, Message
+
+PAGE_ID = re.compile(r"^[0-9]{1,64}$")
+# What a bot's owners may change themselves; the rest comes from the bot
+# file, through importbot.
+OWNER_EDITABLE_BOT_FIELDS = ("human_agent_tag", "human_hold_seconds")
 
 
 def member_bots(request: HttpRequest) -> QuerySet[Bot]:
@@ -45,13 +57,30 @@ class MemberScopedAdmin(admin.ModelAdmin):
         return bool(request.user.is_superuser)
 
 
+def owns(request: HttpRequest, bot: Bot) -> bool:
+    return Membership.objects.filter(
+        bot=bot, user_id=request.user.pk or 0, role=Membership.Role.OWNER
+    ).exists()
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
 
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_superuser)
+
 
 @admin.register(Bot)
 class BotAdmin(MemberScopedAdmin):
+    """Superusers change everything; a bot's owners its Messenger options."""
+
     bot_path = "pk"
     list_display = ["name", "slug", "language", "updated_at"]
     readonly_fields = ["web_key", "created_at", "updated_at"]
@@ -60,12 +89,93 @@ class BotAdmin(MemberScopedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return member_bots(request)
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if request.user.is_superuser:
+            return True
+        if not self.has_module_permission(request):
+            return False
+        return obj is not None and owns(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if request.user.is_superuser:
+            return self.readonly_fields
+        return [
+            field.name
+            for field in Bot._meta.concrete_fields
+            if not field.primary_key and field.name not in OWNER_EDITABLE_BOT_FIELDS
+        ]
+
+
+class FacebookPageForm(forms.ModelForm):
+    """A page's id and bot, and its access token, which is stored sealed.
+
+    The token is never shown again; a new one replaces it. Graph checks
+    that the token is the page's and subscribes the page, as
+    connectfacebook does.
+    """
+
+    access_token = forms.CharField(
+        label="Page access token",
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        strip=True,
+        help_text="Leave empty to keep the stored token.",
+    )
+
+    class Meta:
+        model = FacebookPage
+        fields = ["bot", "page_id"]
+
+    def clean_page_id(self) -> str:
+        page_id = str(self.cleaned_data["page_id"]).strip()
+        if not PAGE_ID.match(page_id):
+            raise forms.ValidationError("The page's numeric id.")
+        return page_id
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        token = data.get("access_token")
+        page_id = data.get("page_id") or self.instance.page_id
+        if not token:
+            if self.instance.pk is None:
+                self.add_error("access_token", "A new page needs its token.")
+            return data
+        if page_id:
+            try:
+                check_page_token(token, page_id)
+            except PageTokenError as error:
+                self.add_error("access_token", str(error))
+        return data
+
+    def save(self, commit: bool = True) -> FacebookPage:
+        page: FacebookPage = super().save(commit=False)
+        token = self.cleaned_data.get("access_token")
+        if token:
+            for name, value in sealed_token_fields(page.page_id, token).items():
+                setattr(page, name, value)
+        if commit:
+            page.save()
+        return page
+
 
 @admin.register(FacebookPage)
 class FacebookPageAdmin(MemberScopedAdmin):
+    """Pages are added and their tokens replaced here or by connectfacebook.
+
+    The page id is fixed once the page exists: the sealed token is bound
+    to it.
+    """
+
+    form = FacebookPageForm
     list_display = ["page_id", "bot", "token_hint", "token_invalid_since"]
-    exclude = ["access_token_encrypted"]
-    readonly_fields = ["token_hint", "token_invalid_since", "token_error"]
+    readonly_fields = [
+        "token_hint", "token_invalid_since", "token_error", "throttled_until",
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return self.readonly_fields
+        return ["page_id", *self.readonly_fields]
 
 
 @admin.register(Contact)

@@ -1,7 +1,9 @@
-"""The admin site shows each bot's history to its members only."""
+"""The admin site: each bot's history for its members only; owners set the
+bot's Messenger options."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from django.test import Client
 from botcore.messages import Inbound
 from gateway.pipeline.inbound import accept_inbound
 from storage.bots import import_bot
-from storage.models import Conversation, Membership
+from storage.models import Bot, Conversation, Membership
 
 PASSWORD = "a-long-test-password-42"
 
@@ -104,3 +106,92 @@ def test_admin_refuses_framing_and_forged_posts(two_bots: dict[str, Any]) -> Non
 
 def test_passwords_are_hashed_with_pbkdf2_sha256(two_bots: dict[str, Any]) -> None:
     assert two_bots["alice"].password.startswith("pbkdf2_sha256$")
+
+
+def csrf_signed_in(username: str) -> Client:
+    client = Client(enforce_csrf_checks=True)
+    assert client.login(username=username, password=PASSWORD)
+    return client
+
+
+def form_token(content: bytes) -> str:
+    found = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', content)
+    assert found is not None
+    return found.group(1).decode()
+
+
+def change_url(slug: str) -> str:
+    return f"/admin/storage/bot/{Bot.objects.get(slug=slug).pk}/change/"
+
+
+def test_an_owner_sets_the_messenger_options_and_nothing_else(
+    two_bots: dict[str, Any],
+) -> None:
+    client = csrf_signed_in("alice")
+    form = client.get(change_url("shop"))
+    assert b'name="human_agent_tag"' in form.content
+    assert b'name="human_hold_seconds"' in form.content
+    assert b'name="name"' not in form.content
+
+    answer = client.post(change_url("shop"), {
+        "csrfmiddlewaretoken": form_token(form.content),
+        "human_agent_tag": "on", "human_hold_seconds": "600",
+        "name": "Renamed", "slug": "renamed",
+    })
+
+    assert answer.status_code == 302
+    shop = Bot.objects.get(slug="shop")
+    assert shop.human_agent_tag and shop.human_hold_seconds == 600
+    assert shop.name == "Bot shop"
+
+
+def test_an_owners_change_needs_the_csrf_token(two_bots: dict[str, Any]) -> None:
+    answer = csrf_signed_in("alice").post(
+        change_url("shop"), {"human_agent_tag": "on", "human_hold_seconds": "60"}
+    )
+
+    assert answer.status_code == 403
+    assert not Bot.objects.get(slug="shop").human_agent_tag
+
+
+def test_a_hold_longer_than_a_week_is_refused(two_bots: dict[str, Any]) -> None:
+    client = csrf_signed_in("alice")
+    form = client.get(change_url("shop"))
+
+    answer = client.post(change_url("shop"), {
+        "csrfmiddlewaretoken": form_token(form.content),
+        "human_hold_seconds": str(8 * 24 * 3600),
+    })
+
+    assert answer.status_code == 200
+    assert b"errorlist" in answer.content
+    assert Bot.objects.get(slug="shop").human_hold_seconds == 1800
+
+
+def test_collaborators_and_other_owners_cannot_set_the_options(
+    two_bots: dict[str, Any],
+) -> None:
+    carol = get_user_model().objects.create_user(
+        "carol", password=PASSWORD, is_staff=True
+    )
+    shop = Bot.objects.get(slug="shop")
+    Membership.objects.create(user=carol, bot=shop, role=Membership.Role.COLLABORATOR)
+    collaborator = signed_in("carol")
+    options = {"human_agent_tag": "on", "human_hold_seconds": "60"}
+
+    page = collaborator.get(change_url("shop"))
+    refused = collaborator.post(change_url("shop"), options)
+    elsewhere = signed_in("bob").post(change_url("shop"), options)
+
+    assert page.status_code == 200
+    assert b'name="human_agent_tag"' not in page.content
+    assert refused.status_code == 403
+    assert elsewhere.status_code == 403
+    shop.refresh_from_db()
+    assert not shop.human_agent_tag and shop.human_hold_seconds == 1800
+
+
+def test_an_owner_cannot_change_the_members(two_bots: dict[str, Any]) -> None:
+    page = signed_in("alice").get(change_url("shop"))
+
+    assert b"memberships-TOTAL_FORMS" not in page.content
