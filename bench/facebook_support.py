@@ -194,6 +194,23 @@ def psid(number: int) -> str:
     return str(7300000000000000 + number)
 
 
+# What people write, some of it beyond ASCII, which Meta sends escaped.
+TEXTS = (
+    "when are you open",
+    "Hei på deg 😀 når åpner dere?",
+    "opening hours ☕",
+    "Grüße — 漢字? opening hours",
+)
+
+
+def text_for(number: int) -> str:
+    return TEXTS[number % len(TEXTS)]
+
+
+def mark(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
 def delivery(events: list[tuple[str, str, str]], per_entry: int) -> bytes:
     """A delivery in Meta's shape; events are (psid, mid, text)."""
     now = int(time.time() * 1000)
@@ -206,7 +223,10 @@ def delivery(events: list[tuple[str, str, str]], per_entry: int) -> bytes:
         ]
         entries.append({"id": PAGE_ID, "time": now, "messaging": messaging})
     body = {"object": "page", "entry": entries}
-    return json.dumps(body, separators=(",", ":")).replace("/", "\\/").encode()
+    # As Meta: non-ASCII as \uXXXX escapes (an emoji as a surrogate pair),
+    # and slashes escaped.
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=True)
+    return text.replace("/", "\\/").encode()
 
 
 def signature(body: bytes) -> str:
