@@ -189,6 +189,11 @@ FIELD_ENCRYPTION_KEYS = env_list(
     "FIELD_ENCRYPTION_KEYS", derived_key("field-encryption")
 )
 
+# How many trusted proxies in front of the gateway append to
+# X-Forwarded-For (Heroku's router: 1). Only the per-address rate limits
+# read the address it yields, as an ephemeral hash.
+PROXY_HOPS = int(os.environ.get("PROXY_HOPS", "0"))
+
 # Facebook Messenger.
 FACEBOOK_APP_SECRET = os.environ.get("FACEBOOK_APP_SECRET", "")
 FACEBOOK_VERIFY_TOKEN = os.environ.get("FACEBOOK_VERIFY_TOKEN", "")

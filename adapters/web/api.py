@@ -16,6 +16,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
 from adapters.web import chats, inputs
+from adapters.web.addresses import client_address
 from adapters.web.channel import client_options
 from adapters.web.cors import (
     Headers,
@@ -37,6 +38,7 @@ from adapters.web.tokens import (
 )
 from gateway.errors import ApiError
 from gateway.pipeline.doorbell import ring
+from gateway.pipeline.worker import where_raised
 
 logger = logging.getLogger("gateway.web")
 Answer = tuple[int, dict[str, Any]]
@@ -52,6 +54,7 @@ class WebApiConsumer(AsyncHttpConsumer):
     # The API needs no channel layer; skipping it saves a layer channel
     # per request.
     channel_layer_alias = None
+    endpoint = ""
     methods: frozenset[str] = frozenset({"POST"})
     max_body = 16 * 1024
 
@@ -99,22 +102,36 @@ class WebApiConsumer(AsyncHttpConsumer):
 
     async def handle(self, body: bytes) -> None:
         self.origin = request_origin(self.scope)
-        client = self.scope.get("client")
         self.caller = chats.Caller(
-            self.origin, own_origin(self.scope), client[0] if client else None
+            self.origin, own_origin(self.scope), client_address(self.scope)
         )
         method = self.scope["method"]
         if method == "OPTIONS":
             await self.preflight()
             return
         try:
-            if method not in self.methods:
-                raise ApiError(405, "method_not_allowed", "Method not allowed.")
-            status, payload = await self.respond(method, body)
+            status, payload = await self.answer(method, body)
         except ApiError as error:
             await self.send_error(error)
             return
         await self.send_json(status, payload, cors_headers(self.origin))
+
+    async def answer(self, method: str, body: bytes) -> Answer:
+        """Respond; an unexpected failure becomes a 500 in the API's shape."""
+        if method not in self.methods:
+            raise ApiError(405, "method_not_allowed", "Method not allowed.")
+        try:
+            return await self.respond(method, body)
+        except ApiError:
+            raise
+        except Exception as error:  # noqa: BLE001 - answered, and logged
+            # Not logger.exception: a traceback may quote personal data.
+            logger.error(
+                "%s %s failed: %s", method, self.endpoint, where_raised(error)
+            )
+            raise ApiError(
+                500, "internal_error", "Something went wrong; try again later."
+            ) from None
 
     async def respond(self, method: str, body: bytes) -> Answer:
         raise NotImplementedError
@@ -130,8 +147,13 @@ class WebApiConsumer(AsyncHttpConsumer):
         if self.origin is None or self.origin == self.caller.own_origin:
             return True
         if origin_index.stale():
-            await in_database_thread(origin_index.reload)()
-        return "*" in origin_index.origins or self.origin in origin_index.origins
+            try:
+                await in_database_thread(origin_index.reload)()
+            except Exception as error:  # noqa: BLE001 - the last index serves
+                logger.warning(
+                    "origin index not reloaded: %s", where_raised(error)
+                )
+        return origin_index.allows(self.origin)
 
     async def send_error(self, error: ApiError) -> None:
         # The page may read why it failed (a 401 means "start again"),
@@ -150,14 +172,15 @@ class WebApiConsumer(AsyncHttpConsumer):
         body = json.dumps(payload, ensure_ascii=False).encode()
         await self.send_response(status, body, headers=JSON_HEADERS + headers)
 
-    def bearer_token(self) -> ChatToken:
-        """Return the request's valid chat token, or raise a 401."""
+    def bearer_token(self) -> tuple[str, ChatToken]:
+        """Return the chat token as sent and as opened, or raise a 401."""
         authorization = header(self.scope, b"authorization") or ""
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        scheme, _, text = authorization.partition(" ")
+        text = text.strip()
+        if scheme.lower() != "bearer" or not text:
             raise ApiError(401, "missing_token", "A chat token is required.")
         try:
-            return read_chat_token(token.strip())
+            return text, read_chat_token(text)
         except InvalidChatToken as reason:
             logger.info("chat token refused: %s", reason)
             raise ApiError(
@@ -168,6 +191,7 @@ class WebApiConsumer(AsyncHttpConsumer):
 class SessionsConsumer(WebApiConsumer):
     """POST sessions: start a conversation and hand out its token."""
 
+    endpoint = "sessions"
     max_body = 1024
 
     async def respond(self, method: str, body: bytes) -> Answer:
@@ -189,13 +213,16 @@ class SessionsConsumer(WebApiConsumer):
 class PusherAuthConsumer(WebApiConsumer):
     """POST pusher/auth: sign a subscription to the token's own channel."""
 
+    endpoint = "pusher/auth"
     max_body = 1024
 
     async def respond(self, method: str, body: bytes) -> Answer:
-        token = self.bearer_token()
+        text, token = self.bearer_token()
         request = inputs.channel_auth_request(body)
         await in_database_thread(chats.authorize_chat)(token, self.caller)
-        if request.channel_name != token.channel:
+        # The channel of the token as presented: while keys rotate, a chat
+        # may hold a token sealed by an older key.
+        if request.channel_name != chat_channel(text):
             logger.info("chat %s asked for another channel", token.conversation_id)
             raise ApiError(403, "forbidden_channel", "Not this chat's channel.")
         return 200, {"auth": channel_auth(request.socket_id, request.channel_name)}
@@ -204,10 +231,11 @@ class PusherAuthConsumer(WebApiConsumer):
 class MessagesConsumer(WebApiConsumer):
     """POST messages: accept what the visitor sent; GET: the history."""
 
+    endpoint = "messages"
     methods = frozenset({"GET", "POST"})
 
     async def respond(self, method: str, body: bytes) -> Answer:
-        token = self.bearer_token()
+        _, token = self.bearer_token()
         if method == "GET":
             messages = await in_database_thread(chats.chat_history)(
                 token, self.caller
@@ -220,3 +248,14 @@ class MessagesConsumer(WebApiConsumer):
         if accepted.created:
             await ring()
         return 202, {"id": accepted.message.pk}
+
+
+class NotFoundConsumer(WebApiConsumer):
+    """Any other path under the API: a 404 in the API's own shape."""
+
+    endpoint = "unknown"
+    methods = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
+    max_body = 1024
+
+    async def respond(self, method: str, body: bytes) -> Answer:
+        raise ApiError(404, "not_found", "No such endpoint.")

@@ -59,7 +59,7 @@ def start_chat(web_key: str, caller: Caller) -> Conversation:
         conversation = lookups.insert_conversation(bot.id)
     except IntegrityError:
         # The bot was deleted since it was looked up.
-        lookups.bots_by_key.clear()
+        lookups.forget_all()
         raise ApiError(404, "unknown_bot", "No bot has this web key.") from None
     logger.debug("bot %s: web conversation %s started", bot.id, conversation.pk)
     return conversation
@@ -91,12 +91,12 @@ def accept_visitor_message(
         return accept_inbound(conversation, inbound, client_id=client_id)
     except IntegrityError:
         # The conversation was erased since it was looked up.
-        lookups.conversations.clear()
+        lookups.forget_all()
         raise ApiError(401, "invalid_token", "The chat token is not valid.") from None
 
 
 def chat_history(token: ChatToken, caller: Caller) -> list[dict[str, Any]]:
-    """Return the latest messages of a chat, oldest first, as the API shows them."""
+    """Return a chat's latest messages, oldest first, as the API shows them."""
     conversation = open_chat(token, caller, "history")
     messages = list(
         Message.objects.filter(conversation=conversation).order_by("-id")[

@@ -99,5 +99,13 @@ class OriginIndex:
         self.origins = frozenset(origins)
         self.loaded_at = time.monotonic()
 
+    def allows(self, origin: str) -> bool:
+        return "*" in self.origins or origin in self.origins
+
+    def forget(self) -> None:
+        """Drop what was loaded, so that the next request reloads it."""
+        self.origins = frozenset()
+        self.loaded_at = float("-inf")
+
 
 origin_index = OriginIndex()

@@ -7,11 +7,13 @@ rest of the request (see bench/web_api.py), so they are plain SQL over the
 models' own table and column names, and their answers are kept in the
 process for a short while:
 
-- a bot's id and allowed origins, for BOT_SECONDS: a change of a bot's
-  origins takes effect within that time;
+- a bot's id and allowed origins, by web key and by id, for BOT_SECONDS:
+  a change of a bot's origins takes effect within that time, as does a
+  new web key;
 - which bot a conversation belongs to, for CONVERSATION_SECONDS: that never
   changes, but an erased conversation is noticed only after that time (its
-  messages are refused at once: they can no longer be stored).
+  messages are refused at once: they can no longer be stored). The bot's
+  origins are not part of it: they come from the bots' own entries.
 """
 
 from __future__ import annotations
@@ -74,9 +76,15 @@ class ConversationEntry:
 
 
 bots_by_key: ExpiringCache[str, BotEntry] = ExpiringCache(BOT_SECONDS)
-conversations: ExpiringCache[uuid.UUID, ConversationEntry] = ExpiringCache(
-    CONVERSATION_SECONDS
-)
+bots_by_id: ExpiringCache[int, BotEntry] = ExpiringCache(BOT_SECONDS)
+# A conversation's bot id, by the conversation's id.
+conversations: ExpiringCache[uuid.UUID, int] = ExpiringCache(CONVERSATION_SECONDS)
+
+
+def forget_all() -> None:
+    """Drop every cached row, as after a deletion noticed the hard way."""
+    for cache in (bots_by_key, bots_by_id, conversations):
+        cache.clear()
 
 
 def _origins(value: Any) -> tuple[str, ...]:
@@ -97,11 +105,11 @@ def _column(model: Any, field: str) -> str:
 # names; every value is a query parameter.
 
 
-@lru_cache(maxsize=1)
-def _bot_by_key_sql() -> str:
+@lru_cache(maxsize=2)
+def _bot_sql(by: str) -> str:
     return (
         f"SELECT {_column(Bot, 'id')}, {_column(Bot, 'allowed_origins')} "  # noqa: S608
-        f"FROM {_table(Bot)} WHERE {_column(Bot, 'web_key')} = %s"
+        f"FROM {_table(Bot)} WHERE {_column(Bot, by)} = %s"
     )
 
 
@@ -122,7 +130,16 @@ def _insert_conversation_sql() -> str:
     fields = Conversation._meta.local_concrete_fields
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
-    return f"INSERT INTO {_table(Conversation)} ({columns}) VALUES ({placeholders})"  # noqa: S608
+    return (
+        f"INSERT INTO {_table(Conversation)} ({columns})"  # noqa: S608
+        f" VALUES ({placeholders})"
+    )
+
+
+def _fetch_one(sql: str, parameters: list[Any]) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        return cursor.fetchone()
 
 
 def bot_with_key(web_key: str) -> BotEntry | None:
@@ -130,31 +147,43 @@ def bot_with_key(web_key: str) -> BotEntry | None:
     cached = bots_by_key.get(web_key)
     if cached is not None:
         return cached
-    with connection.cursor() as cursor:
-        cursor.execute(_bot_by_key_sql(), [web_key])
-        row = cursor.fetchone()
+    row = _fetch_one(_bot_sql("web_key"), [web_key])
     if row is None:
         return None
     entry = BotEntry(int(row[0]), _origins(row[1]))
     bots_by_key.put(web_key, entry)
+    bots_by_id.put(entry.id, entry)
+    return entry
+
+
+def bot_with_id(bot_id: int) -> BotEntry | None:
+    """Return the bot that has this id, if it still exists."""
+    cached = bots_by_id.get(bot_id)
+    if cached is not None:
+        return cached
+    row = _fetch_one(_bot_sql("id"), [bot_id])
+    if row is None:
+        return None
+    entry = BotEntry(int(row[0]), _origins(row[1]))
+    bots_by_id.put(bot_id, entry)
     return entry
 
 
 def web_conversation(conversation_id: uuid.UUID) -> ConversationEntry | None:
     """Return a web conversation and its bot, if the conversation exists."""
-    cached = conversations.get(conversation_id)
-    if cached is not None:
-        return cached
+    bot_id = conversations.get(conversation_id)
+    if bot_id is not None:
+        bot = bot_with_id(bot_id)
+        return None if bot is None else ConversationEntry(conversation_id, bot)
     primary_key = Conversation._meta.get_field("id")
     prepared_id = primary_key.get_db_prep_value(conversation_id, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(_conversation_sql(), [prepared_id, "web"])
-        row = cursor.fetchone()
+    row = _fetch_one(_conversation_sql(), [prepared_id, "web"])
     if row is None:
         return None
-    entry = ConversationEntry(conversation_id, BotEntry(int(row[0]), _origins(row[1])))
-    conversations.put(conversation_id, entry)
-    return entry
+    bot = BotEntry(int(row[0]), _origins(row[1]))
+    conversations.put(conversation_id, bot.id)
+    bots_by_id.put(bot.id, bot)
+    return ConversationEntry(conversation_id, bot)
 
 
 def insert_conversation(bot_id: int) -> Conversation:

@@ -1,15 +1,20 @@
 """Fixed-window rate limits per chat and per client address, in the cache.
 
-A client address is never stored: it is only ever a cache key, and the key
-is a keyed hash of the address and the current window, so that it can be
-neither reversed nor linked from one window to the next, and it expires
-with the window.
+A client address is never stored. Its counter is keyed by an HMAC of the
+address under a salt drawn at random for each window: the first process
+to need it puts it in the shared cache, where every other process finds
+it, and it expires with its window. Nothing lasting can undo the hash (the
+salt derives from no setting and reaches no database), and the same
+address hashes differently in the next window, so that counters cannot be
+linked either.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -52,19 +57,53 @@ def limit_for(name: str) -> Limit:
     return Limit(int(requests), int(seconds))
 
 
-@lru_cache(maxsize=4)
-def _hash_key(secret: str) -> bytes:
-    return hashlib.sha256(f"web rate limits:{secret}".encode()).digest()
+class WindowSalts:
+    """The salt of each current window, memoised for the window's length."""
+
+    def __init__(self) -> None:
+        self.salts: dict[tuple[int, int], bytes] = {}
+        self.lock = threading.Lock()
+
+    def get(self, seconds: int, window: int) -> bytes:
+        salt = self.salts.get((seconds, window))
+        if salt is None:
+            salt = shared_salt(seconds, window)
+            with self.lock:
+                # Windows of this length that have ended are of no more use.
+                self.salts = {
+                    key: value
+                    for key, value in self.salts.items()
+                    if key[0] != seconds or key[1] > window
+                }
+                self.salts[(seconds, window)] = salt
+        return salt
+
+    def clear(self) -> None:
+        with self.lock:
+            self.salts = {}
 
 
-def address_subject(address: str | None, window: int) -> str:
+window_salts = WindowSalts()
+
+
+def shared_salt(seconds: int, window: int) -> bytes:
+    """Return the window's salt from the cache, drawing it if none is there."""
+    backend = counter_cache()
+    key = f"web.rl.salt.{seconds}.{window}"
+    lifetime = max(1, int((window + 1) * seconds - time.time()) + 1)
+    drawn = secrets.token_hex(32)
+    if backend.add(key, drawn, timeout=lifetime):
+        return drawn.encode()
+    # Another process drew it first; it may also have expired just now.
+    found = backend.get(key)
+    return str(found or drawn).encode()
+
+
+def address_subject(address: str | None, limit: Limit, window: int) -> str:
     """Return the cache subject of a client address within one window."""
-    digest = hmac.new(
-        _hash_key(settings.SECRET_KEY),
-        f"{window}:{address or '-'}".encode(),
-        hashlib.sha256,
-    ).hexdigest()
-    return "addr." + digest[:32]
+    salt = window_salts.get(limit.seconds, window)
+    digest = hmac.new(salt, (address or "-").encode(), hashlib.sha256)
+    return "addr." + digest.hexdigest()[:32]
 
 
 def check(action: str, *, address: str | None, chat: str | None = None) -> None:
@@ -95,7 +134,7 @@ def _counter(
     limit = limit_for(name)
     window = int(now // limit.seconds)
     if hashed:
-        subject = address_subject(subject, window)
+        subject = address_subject(subject, limit, window)
     return f"web.rl.{name}.{subject}.{window}", limit, window
 
 

@@ -2,7 +2,12 @@
 
 from django.urls import URLPattern, re_path
 
-from adapters.web.api import MessagesConsumer, PusherAuthConsumer, SessionsConsumer
+from adapters.web.api import (
+    MessagesConsumer,
+    NotFoundConsumer,
+    PusherAuthConsumer,
+    SessionsConsumer,
+)
 from adapters.web.assets import AssetConsumer
 from adapters.web.pusher.http_api import PusherHttpApi
 from adapters.web.pusher.socket import PusherSocket
@@ -19,6 +24,10 @@ http_urlpatterns: list[URLPattern] = [
     re_path(
         r"^api/web/v1/messages$",
         MessagesConsumer.as_asgi(),
+    ),
+    re_path(
+        r"^api/web/v1/",
+        NotFoundConsumer.as_asgi(),
     ),
     re_path(
         r"^web/(?P<name>[a-z]+(?:\.min)?\.(?:js|css))$",

@@ -49,10 +49,6 @@ class ChatToken:
     bot_id: int
     expires_at: datetime
 
-    @property
-    def channel(self) -> str:
-        return chat_channel(seal_chat_token(self))
-
 
 @dataclass(frozen=True)
 class TokenKey:

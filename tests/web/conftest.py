@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
+from django.core.cache import cache
 from django.db import connections
 
-from adapters.web import lookups
+from adapters.web import lookups, rate_limits
+from adapters.web.cors import origin_index
 from gateway.asgi import http_router
 from storage.models import Bot
 
@@ -83,6 +85,23 @@ async def call(
     )
 
 
+def cache_entries() -> dict[str, bytes]:
+    """Every live rate-limit entry in the cache: its key and stored bytes."""
+    backend = cache._cache  # type: ignore[attr-defined]
+    if isinstance(backend, dict):
+        # The local-memory cache drops expired entries only when it meets them.
+        return {
+            str(key): bytes(value)
+            for key, value in list(backend.items())
+            if not cache._has_expired(key)  # type: ignore[attr-defined]
+        }
+    client = backend.get_client()
+    return {
+        key.decode(): bytes(client.get(key) or b"")
+        for key in client.scan_iter("*web.rl.*")
+    }
+
+
 async def start_session(web_key: str, origin: str | None = PAGE) -> dict[str, Any]:
     answer = await call("POST", "/api/web/v1/sessions", {"bot": web_key}, origin=origin)
     assert answer.status == 201, answer.body
@@ -110,7 +129,10 @@ async def close_thread_connections() -> Any:
 
 @pytest.fixture(autouse=True)
 def forget_cached_rows() -> Iterator[None]:
-    """Each test starts without rows cached by an earlier one."""
-    lookups.bots_by_key.clear()
-    lookups.conversations.clear()
+    """Each test starts without rows or salts cached by an earlier one."""
+    lookups.forget_all()
+    origin_index.forget()
+    rate_limits.window_salts.clear()
     yield
+    lookups.forget_all()
+    origin_index.forget()

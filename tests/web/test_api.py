@@ -2,43 +2,52 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import cache
+from django.db import connection
 from django.test import override_settings
 
+from adapters.web.database import in_database_thread
+from adapters.web.rate_limits import counter_cache
 from adapters.web.tokens import ChatToken, issue_chat_token, seal_chat_token
 from storage.models import Bot, Conversation, Message
-from tests.web.conftest import PAGE, call, start_session
+from tests.web.conftest import PAGE, Answer, cache_entries, call, start_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SESSIONS = "/api/web/v1/sessions"
 AUTH = "/api/web/v1/pusher/auth"
 MESSAGES = "/api/web/v1/messages"
 SOCKET_ID = "1234.5678"
+OLD_KEY = base64.urlsafe_b64encode(b"o" * 32).decode().rstrip("=")
+NEW_KEY = base64.urlsafe_b64encode(b"n" * 32).decode().rstrip("=")
 
 
 def auth_form(channel: str, socket_id: str = SOCKET_ID) -> bytes:
     return f"socket_id={socket_id}&channel_name={channel}".encode()
 
 
-async def post_auth(token: str | None, channel: str, **kwargs: object) -> object:
+async def post_auth(
+    token: str | None, channel: str, origin: str | None = PAGE
+) -> Answer:
+    form = "application/x-www-form-urlencoded"
     return await call(
-        "POST", AUTH, auth_form(channel), token=token,
-        content_type="application/x-www-form-urlencoded", **kwargs,  # type: ignore[arg-type]
+        "POST", AUTH, auth_form(channel), token=token, content_type=form,
+        origin=origin,
     )
 
 
-def assert_error(answer: object, status: int) -> None:
-    assert answer.status == status, answer.body  # type: ignore[attr-defined]
-    error = answer.json()["error"]  # type: ignore[attr-defined]
+def assert_error(answer: Answer, status: int) -> None:
+    assert answer.status == status, answer.body
+    error = answer.json()["error"]
     assert set(error) == {"code", "message"}
 
 
@@ -87,6 +96,20 @@ async def test_a_disallowed_origin_is_403_without_cors_headers(bot: Bot) -> None
     assert await Conversation.objects.acount() == 0
 
 
+async def test_a_disallowed_origin_may_not_chat_either(bot: Bot) -> None:
+    session = await start_session(bot.web_key)
+    evil = "https://evil.example"
+    answers = [
+        await call("POST", MESSAGES, {"type": "greeting"}, origin=evil,
+                   token=session["token"]),
+        await post_auth(session["token"], session["channel"], origin=evil),
+    ]
+    for answer in answers:
+        assert_error(answer, 403)
+        assert not [h for h in answer.headers if h.startswith("access-control")]
+    assert await Message.objects.acount() == 0
+
+
 async def test_an_empty_list_allows_only_the_gateways_own_pages(bot: Bot) -> None:
     bot.allowed_origins = []
     await bot.asave()
@@ -125,13 +148,17 @@ async def test_other_methods_are_405(bot: Bot) -> None:
 async def test_the_own_channel_is_signed(bot: Bot) -> None:
     session = await start_session(bot.web_key)
     answer = await post_auth(session["token"], session["channel"])
-    assert answer.status == 200  # type: ignore[attr-defined]
+    assert answer.status == 200
+    assert answer.json() == {"auth": expected_auth(session["channel"])}
+
+
+def expected_auth(channel: str) -> str:
     signature = hmac.new(
         settings.PUSHER_SECRET.encode(),
-        f"{SOCKET_ID}:{session['channel']}".encode(),
+        f"{SOCKET_ID}:{channel}".encode(),
         hashlib.sha256,
     ).hexdigest()
-    assert answer.json() == {"auth": f"{settings.PUSHER_KEY}:{signature}"}  # type: ignore[attr-defined]
+    return f"{settings.PUSHER_KEY}:{signature}"
 
 
 async def test_another_chats_channel_is_403(bot: Bot) -> None:
@@ -264,6 +291,62 @@ async def test_sessions_are_limited_per_client_address(bot: Bot) -> None:
     assert "retry-after" in answer.headers
 
 
+async def test_pusher_auth_is_limited_per_chat(bot: Bot) -> None:
+    session = await start_session(bot.web_key)
+    with override_settings(WEB_RATE_LIMITS={"auth.chat": (2, 60)}):
+        for _ in range(2):
+            answer = await post_auth(session["token"], session["channel"])
+            assert answer.status == 200
+        answer = await post_auth(session["token"], session["channel"])
+        other = await start_session(bot.web_key)
+        assert (await post_auth(other["token"], other["channel"])).status == 200
+    assert_error(answer, 429)
+    assert 1 <= int(answer.headers["retry-after"]) <= 61
+
+
+async def test_the_history_is_limited_per_chat(bot: Bot) -> None:
+    token = (await start_session(bot.web_key))["token"]
+    with override_settings(WEB_RATE_LIMITS={"history.chat": (2, 60)}):
+        for _ in range(2):
+            assert (await call("GET", MESSAGES, token=token)).status == 200
+        answer = await call("GET", MESSAGES, token=token)
+    assert_error(answer, 429)
+    assert "retry-after" in answer.headers
+
+
+async def test_messages_are_limited_per_client_address(bot: Bot) -> None:
+    tokens = [(await start_session(bot.web_key))["token"] for _ in range(3)]
+    greeting = {"type": "greeting"}
+    with override_settings(WEB_RATE_LIMITS={"message.address": (2, 60)}):
+        answers = [await call("POST", MESSAGES, greeting, token=t) for t in tokens]
+    assert [answer.status for answer in answers[:2]] == [202, 202]
+    assert_error(answers[2], 429)
+    assert await Message.objects.acount() == 2
+
+
+async def test_the_address_behind_trusted_proxies_is_limited(
+    bot: Bot, client_address: str
+) -> None:
+    def forwarded(chain: str) -> list[tuple[bytes, bytes]]:
+        return [(b"x-forwarded-for", chain.encode())]
+
+    other = client_address.rsplit(".", 1)[0] + ".0"
+    limits = {"session.address": (1, 60)}
+    body = {"bot": bot.web_key}
+    with override_settings(PROXY_HOPS=1, WEB_RATE_LIMITS=limits):
+        first = await call("POST", SESSIONS, body, headers=forwarded(client_address))
+        # What the client wrote itself, left of the router's entry, is ignored.
+        spoofed = f"192.0.2.1, {client_address}"
+        again = await call("POST", SESSIONS, body, headers=forwarded(spoofed))
+        elsewhere = await call("POST", SESSIONS, body, headers=forwarded(other))
+    with override_settings(PROXY_HOPS=0, WEB_RATE_LIMITS=limits):
+        # Without trusted proxies the header is the client's own say-so.
+        direct = await call("POST", SESSIONS, body, headers=forwarded(other))
+    assert (first.status, elsewhere.status) == (201, 201)
+    assert_error(again, 429)
+    assert_error(direct, 429)
+
+
 async def test_the_client_address_is_never_a_cache_key_or_log_line(
     bot: Bot, caplog: pytest.LogCaptureFixture, client_address: str
 ) -> None:
@@ -272,15 +355,119 @@ async def test_the_client_address_is_never_a_cache_key_or_log_line(
     await call("POST", MESSAGES, {"type": "text", "text": "secret words"},
                token=session["token"])
     await call("GET", MESSAGES, token="nonsense")
-    keys = await sync_to_async(cache_keys)()
-    assert keys and not [key for key in keys if client_address in key]
+    entries = await sync_to_async(cache_entries)()
+    assert entries
+    # Neither the address nor a hash that outlives the window.
+    lasting = [
+        hashlib.sha256(client_address.encode()).hexdigest()[:32],
+        hmac.new(settings.SECRET_KEY.encode(), client_address.encode(),
+                 hashlib.sha256).hexdigest()[:32],
+    ]
+    for key, value in entries.items():
+        for needle in [client_address, *lasting]:
+            assert needle not in key and needle.encode() not in value
     for text in [client_address, session["token"], "secret words", "nonsense"]:
         assert text not in caplog.text
 
 
-def cache_keys() -> list[str]:
-    backend = cache._cache  # type: ignore[attr-defined]
-    if isinstance(backend, dict):
-        return [str(key) for key in backend]
-    client = backend.get_client()
-    return [key.decode() for key in client.scan_iter("*web.rl.*")]
+# Keys rotate.
+
+async def test_a_token_sealed_by_an_older_key_keeps_its_chat(bot: Bot) -> None:
+    with override_settings(CHAT_TOKEN_KEYS=[OLD_KEY]):
+        session = await start_session(bot.web_key)
+    token, channel = session["token"], session["channel"]
+    with override_settings(CHAT_TOKEN_KEYS=[NEW_KEY, OLD_KEY]):
+        auth = await post_auth(token, channel)
+        sent = await call("POST", MESSAGES, {"type": "greeting"}, token=token)
+        history = await call("GET", MESSAGES, token=token)
+        newer = await start_session(bot.web_key)
+        refused = await post_auth(token, newer["channel"])
+    assert auth.status == 200 and auth.json() == {"auth": expected_auth(channel)}
+    assert sent.status == 202 and history.status == 200
+    assert newer["token"] != token
+    assert_error(refused, 403)
+
+
+# Failures.
+
+async def test_an_unknown_api_path_is_a_json_404(bot: Bot) -> None:
+    for method, path in [("GET", "/api/web/v1/nothing"),
+                         ("POST", "/api/web/v1/sessions/extra"),
+                         ("DELETE", "/api/web/v1/")]:
+        answer = await call(method, path, {"bot": bot.web_key})
+        assert_error(answer, 404)
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.headers["access-control-allow-origin"] == PAGE
+
+
+async def test_a_dead_cache_is_a_500_in_the_api_shape(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = (await start_session(bot.web_key))["token"]
+    # The browser's preflight comes first, while all is well.
+    await call("OPTIONS", MESSAGES, headers=PREFLIGHT)
+    dead_redis = {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": f"redis://127.0.0.1:{closed_port()}/0",
+    }}
+    try:
+        with override_settings(CACHES=dead_redis):
+            counter_cache.cache_clear()
+            answer = await call("POST", MESSAGES, {"type": "text", "text": "hi there"},
+                                token=token)
+    finally:
+        counter_cache.cache_clear()
+    assert_error(answer, 500)
+    assert answer.json()["error"]["code"] == "internal_error"
+    assert answer.headers["access-control-allow-origin"] == PAGE
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.name == "gateway.web"
+    assert record.getMessage().startswith("POST messages failed: ConnectionError")
+    for text in [token, "hi there", "127.0.0.1"]:
+        assert text not in caplog.text
+    assert await Message.objects.acount() == 0
+
+
+async def test_a_database_that_went_away_is_a_500_in_the_api_shape(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    await start_session(bot.web_key)
+    await call("OPTIONS", SESSIONS, headers=PREFLIGHT)
+    saved = await in_database_thread(point_the_database_at_nothing)()
+    try:
+        answer = await call("POST", SESSIONS, {"bot": bot.web_key})
+    finally:
+        await in_database_thread(restore_the_database)(saved)
+    assert_error(answer, 500)
+    assert answer.headers["access-control-allow-origin"] == PAGE
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.name == "gateway.web"
+    assert record.getMessage().startswith("POST sessions failed: OperationalError")
+    # Once it is back, so is the API.
+    await start_session(bot.web_key)
+
+
+PREFLIGHT = [(b"access-control-request-method", b"POST")]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def point_the_database_at_nothing() -> dict[str, object]:
+    """Make the API thread's next connection fail, as a lost server does."""
+    saved = dict(connection.settings_dict)
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = "/nonexistent/gateway.sqlite3"
+    else:
+        connection.settings_dict["HOST"] = "127.0.0.1"
+        connection.settings_dict["PORT"] = closed_port()
+    connection.close()
+    return saved
+
+
+def restore_the_database(saved: dict[str, object]) -> None:
+    connection.close()
+    connection.settings_dict.update(saved)
