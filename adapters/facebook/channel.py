@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connection
 from django.utils import timezone
 
 from adapters.facebook.graph import Failure, GraphAnswer, GraphClient, GraphError
@@ -202,7 +202,14 @@ class FacebookAdapter(ChannelAdapter):
 
     def show_typing(self, conversation_id: Any) -> None:
         """Send typing_on, unless the conversation cannot be written to."""
-        close_old_connections()
+        try:
+            self.send_typing(conversation_id)
+        finally:
+            # Indicators are for slow bots only: the thread need not hold a
+            # connection between them.
+            connection.close()
+
+    def send_typing(self, conversation_id: Any) -> None:
         try:
             target = load_target(conversation_id)
             now = timezone.now()

@@ -228,10 +228,11 @@ def classify_error(
 
 @dataclass(frozen=True)
 class Usage:
-    """What the usage headers say: the most used share of any budget (per
-    cent) and the longest time until access returns (seconds), if any."""
+    """What the usage headers say about the budgets of the caller."""
 
+    # The most used share of any budget, in per cent.
     percent: float = 0.0
+    # The longest wait until access returns, in seconds, if one is named.
     regain_seconds: float | None = None
 
     def hold_seconds(self) -> float | None:

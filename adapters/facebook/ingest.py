@@ -41,6 +41,7 @@ MAX_EVENTS_PER_COMMIT = 1000
 # Our clock stamps `sent_at` a little after Meta's clock stamped the
 # message, and watermarks come from Meta's clock.
 WATERMARK_SKEW = timedelta(seconds=2)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -219,8 +220,11 @@ def _touch_conversations(
         *(When(pk=pk, then=Value(moment)) for pk, moment in newest.items()),
         output_field=DateTimeField(),
     )
+    # SQLite's MAX() of a NULL is NULL, so a conversation's first message
+    # is compared with the start of time instead.
+    before = Coalesce("last_inbound_at", Value(EPOCH, output_field=DateTimeField()))
     Conversation.objects.filter(pk__in=newest).update(
-        last_inbound_at=Greatest(Coalesce("last_inbound_at", moment_of), moment_of)
+        last_inbound_at=Greatest(before, moment_of)
     )
 
 

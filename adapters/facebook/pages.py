@@ -129,7 +129,7 @@ def open_page_token(page_pk: int, page_id: str, sealed: str) -> str:
 
 
 def mark_token_invalid(page_pk: int, reason: str) -> None:
-    """Record that the page's token stopped working; the owner must reconnect."""
+    """Mark the page's token refused by Graph; the owner must reconnect."""
     FacebookPage.objects.filter(pk=page_pk, token_invalid_since__isnull=True).update(
         token_invalid_since=timezone.now(), token_error=reason[:200]
     )
@@ -207,7 +207,7 @@ def reseal_page_tokens() -> dict[str, int]:
 
 
 def reseal_page_token(pk: int, page_id: str, sealed: str) -> str:
-    """Reseal one page's token; return "resealed", "current" or "unreadable"."""
+    """Reseal a page's token; return "resealed", "current" or "unreadable"."""
     context = token_context(page_id)
     try:
         token = decrypt(sealed, associated_data=context)

@@ -103,7 +103,7 @@ def shifted_fixture(
 def post_body(
     base: str, body: bytes, headers: dict[str, str] | None = None
 ) -> requests.Response:
-    """Post raw bytes to the webhook, signed unless `headers` says otherwise."""
+    """Post raw bytes to the webhook, signed unless `headers` say otherwise."""
     if headers is None:
         headers = {"X-Hub-Signature-256": sign(body)}
     return requests.post(

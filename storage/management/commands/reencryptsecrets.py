@@ -1,4 +1,4 @@
-"""Seal the stored secrets again with the first key of FIELD_ENCRYPTION_KEYS."""
+"""Seal stored secrets again with the first key of FIELD_ENCRYPTION_KEYS."""
 
 import json
 from typing import Any
