@@ -1,4 +1,4 @@
-"""End to end in headless Chromium, with the real pusher-js, under a strict CSP.
+"""End to end in headless Chromium, with real pusher-js, under a strict CSP.
 
 The host page is the demo page, served by `manage.py demopage` from another
 origin than the gateway. The chat runs once against the gateway's own
@@ -20,7 +20,7 @@ from django.db import connection
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from storage.bots import import_bot
-from storage.models import Bot, Conversation
+from storage.models import Bot, Conversation, Message
 from tests.conftest import (
     PYTHON,
     REPO,
@@ -273,4 +273,48 @@ def test_chat_through_pusher_url_against_a_stand_in_cloud(
                                 ".map(e => e.name)")
     assert not [name for name in sockets if "pusher.com" in name]
     reload_keeps_the_conversation(tab)
+    tab.assert_clean()
+
+
+def bot_offers_choices(titles: list[str]) -> None:
+    """Store the greeting's reply, as a worker would have, with choices."""
+    conversation = Conversation.objects.get()
+    choices = [{"title": title, "payload": title.lower()} for title in titles]
+    Message.objects.create(
+        conversation=conversation, channel="web", direction="out", author="bot",
+        state="sent", content={"text": "Pick one", "buttons": [], "image": None,
+                               "quick_replies": choices},
+    )
+
+
+def test_answered_quick_replies_stay_answered_after_a_reload(
+    browser: Browser,
+    start_web: Callable[..., tuple[GatewayProcess, str]],
+    start_process: Callable[..., GatewayProcess],
+) -> None:
+    # No worker runs: the bot's reply to the visitor's tap stays pending.
+    _, base = start_web({"EMBEDDED_WORKER": "0"})
+    demo_port = free_port()
+    bot = demo_bot(f"http://localhost:{demo_port}")
+    demo_url = start_demo_page(start_process, base, bot, port=demo_port)
+    tab = Tab(browser.new_page())
+    page = tab.page
+    page.goto(demo_url)
+    page.get_by_role("button", name="Open chat").click()
+    page.locator(".gwc-typing").wait_for()
+    off_the_loop(bot_offers_choices, ["Menu", "Prices"])
+
+    page.reload()
+    tab.bot_says("Pick one")
+    chips = page.locator(".gwc-chip")
+    chips.first.wait_for()
+    assert chips.all_inner_texts() == ["Menu", "Prices"]
+    chips.filter(has_text="Menu").click()
+    page.locator(".gwc-from-user:not(.gwc-pending)", has_text="Menu").wait_for()
+
+    page.reload()
+    tab.bot_says("Pick one")
+    page.locator(".gwc-from-user", has_text="Menu").wait_for()
+    page.locator(".gwc-typing").wait_for()
+    assert chips.count() == 0
     tab.assert_clean()

@@ -145,7 +145,8 @@
     ui.panel.hidden = !open;
     ui.root.classList.toggle("gwc-open", open);
     ui.launcher.setAttribute("aria-expanded", String(open));
-    ui.launcher.setAttribute("aria-label", (open ? "Close chat: " : "Open chat: ") + TITLE);
+    ui.launcher.setAttribute("aria-label",
+                             (open ? "Close chat: " : "Open chat: ") + TITLE);
     remember(OPEN_KEY, open ? "1" : null);
     if (open) {
       ui.input.focus();
@@ -219,8 +220,9 @@
 
   function renderMessage(message) {
     var from = message.sender === "bot" ? "bot" : "user";
+    var said = from === "bot" ? TITLE + " says:" : "You said:";
     var item = el("li", {"class": "gwc-message gwc-from-" + from}, [
-      el("span", {"class": "gwc-sr", text: from === "bot" ? TITLE + " says:" : "You said:"})
+      el("span", {"class": "gwc-sr", text: said})
     ]);
     if (message.image) {
       item.appendChild(el("img", {"class": "gwc-image", src: message.image, alt: ""}));
@@ -242,7 +244,8 @@
         rel: "noopener noreferrer", text: button.title
       });
     }
-    var node = el("button", {type: "button", "class": "gwc-button", text: button.title});
+    var node = el("button",
+                  {type: "button", "class": "gwc-button", text: button.title});
     node.addEventListener("click", function () {
       sendVisitorMessage({type: "button", payload: button.payload}, button.title);
     });
@@ -456,13 +459,15 @@
       .then(function (answer) {
         answer.messages.forEach(showMessage);
         var last = answer.messages[answer.messages.length - 1];
-        if (last && last.sender === "user") {
-          setTyping(true);
-        }
-        if (!answer.messages.length) {
+        if (!last) {
           setTyping(true);
           return request("POST", "messages", {type: "greeting", client_id: "greeting"},
                          chat.session.token);
+        }
+        if (last.sender === "user") {
+          // The visitor has answered since the bot offered its choices.
+          showChips([]);
+          setTyping(true);
         }
       })
       .catch(failed);
