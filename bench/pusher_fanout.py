@@ -55,7 +55,7 @@ DRAIN_SECONDS = 2
 
 
 class Trigger:
-    """One way to publish: a path and a body for a channel, and how to read it."""
+    """One way to publish: a path and body for a channel, and how to read it."""
 
     def __init__(self, pusher: bool, port: int) -> None:
         self.pusher = pusher
@@ -188,7 +188,7 @@ def server_cpu_seconds(pid: int) -> float:
 async def drive(
     pool: HttpPool, trigger: Trigger, channels: list[str], seconds: float
 ) -> int:
-    """Queue one trigger per channel per second, evenly spread; return the count."""
+    """Queue a trigger per channel per second, evenly spread; return the count."""
     interval = 1 / len(channels)
     start = time.monotonic()
     sent = 0

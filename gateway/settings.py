@@ -108,13 +108,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # runs embedded, in one process.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 EMBEDDED = not REDIS_URL
+# The self-hosted Pusher hub of each web process receives every event for
+# its sockets on one layer channel, and group_send drops silently what a
+# full channel cannot take: give those channels room for what a busy hub
+# receives within the layer's 60 s expiry.
+WEB_HUB_CHANNEL_CAPACITY = {"pusher-hub.*": 50_000}
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py's default socket timeout (5 s) equals the layer's
+                # blocking receive (5 s), so idle receives would time out.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
                 "capacity": 5000,
+                "channel_capacity": WEB_HUB_CHANNEL_CAPACITY,
                 "expiry": 60,
                 "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi"),
             },
@@ -129,7 +137,11 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+        "default": {
+            # Channels' own, but with channel_capacity working.
+            "BACKEND": "adapters.web.pusher.layers.InMemoryChannelLayer",
+            "CONFIG": {"channel_capacity": WEB_HUB_CHANNEL_CAPACITY},
+        }
     }
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}

@@ -1,4 +1,4 @@
-"""Helpers for the self-hosted Pusher tests: in-process sockets and API calls."""
+"""Helpers for the self-hosted Pusher tests: in-process sockets, API calls."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def socket_path(key: str | None = None, query: str = "protocol=7&client=js") -> 
 
 
 async def receive_event(socket: WebsocketCommunicator) -> dict[str, Any]:
-    frame: dict[str, Any] = json.loads(await socket.receive_from(timeout=3))
+    frame: dict[str, Any] = json.loads(await socket.receive_from(timeout=10))
     return frame
 
 

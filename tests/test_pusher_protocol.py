@@ -1,4 +1,4 @@
-"""The self-hosted Pusher protocol 7: in-process, then with the real clients."""
+"""The self-hosted Pusher protocol 7: in-process, then with real clients."""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.exceptions import StopConsumer
-from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from adapters.facebook.ingest import store_delivery
@@ -19,6 +18,7 @@ from adapters.facebook.webhook import (
     parse_payload,
     verify_signature,
 )
+from gateway.consumers import PlainHttpConsumer
 from gateway.errors import ApiError
 
 logger = logging.getLogger("gateway.facebook")
@@ -26,20 +26,8 @@ MAX_CHALLENGE_LENGTH = 256
 ACCEPTED = json.dumps({"status": "ok"}).encode()
 
 
-class FacebookWebhookConsumer(AsyncHttpConsumer):
+class FacebookWebhookConsumer(PlainHttpConsumer):
     """The subscription handshake (GET) and signed event deliveries (POST)."""
-
-    # No channel layer: this consumer is never sent anything, and joining
-    # the layer would cost every request a channel of its own.
-    channel_layer_alias = "facebook-webhook-needs-no-layer"
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # The base class closes stale database connections before each
-        # message, a thread hop per request; the store does it in its own.
-        handler = getattr(self, message["type"].replace(".", "_"), None)
-        if handler is None:
-            raise ValueError(f"no handler for message type {message['type']}")
-        await handler(message)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

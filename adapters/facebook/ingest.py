@@ -2,23 +2,17 @@
 
 Each delivery is acknowledged only once its events are committed. The
 deliveries that arrive while a commit is under way wait for the next one
-and share it (a group commit), so a burst costs a few transactions and
-thread hops instead of one each, and the commit latency of the database
-stops bounding how many deliveries a second one process accepts.
+and share it (see `gateway.group_commit`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-import weakref
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from channels.db import database_sync_to_async
 from django.db import transaction
 from django.db.models import Case, DateTimeField, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest
@@ -31,13 +25,12 @@ from adapters.facebook.webhook import (
     PageEcho,
     Receipt,
 )
+from gateway.group_commit import GroupCommit
 from gateway.pipeline.doorbell import ring
 from storage.models import Bot, Contact, Conversation, FacebookPage, Message
 
 CHANNEL = "facebook"
 logger = logging.getLogger("gateway.facebook")
-# Most events one transaction takes; the rest wait for the next.
-MAX_EVENTS_PER_COMMIT = 1000
 # Our clock stamps `sent_at` a little after Meta's clock stamped the
 # message, and watermarks come from Meta's clock.
 WATERMARK_SKEW = timedelta(seconds=2)
@@ -279,102 +272,24 @@ def from_milliseconds(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
-Pending = tuple[Sequence[Event], "asyncio.Future[int]"]
+def store_deliveries(deliveries: Sequence[Sequence[Event]]) -> list[int]:
+    """Store several deliveries in one transaction; return their counts."""
+    stored = store_events([event for events in deliveries for event in events])
+    return [stored] * len(deliveries)
 
 
-class GroupCommitter:
-    """Queue deliveries of one event loop and store them in shared commits."""
-
-    def __init__(self) -> None:
-        self.waiting: list[Pending] = []
-        self.flushing = False
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def store(self, events: Sequence[Event]) -> int:
-        """Return once the events are committed (or raise why they are not)."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.waiting.append((events, future))
-        if not self.flushing:
-            self.flushing = True
-            self.spawn(self.flush())
-        return await future
-
-    async def flush(self) -> None:
-        try:
-            while self.waiting:
-                stored = await self.commit(self.take_batch())
-                if stored:
-                    # The next commit need not wait for the doorbell.
-                    self.spawn(ring())
-        finally:
-            self.flushing = False
-
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    def take_batch(self) -> list[Pending]:
-        batch: list[Pending] = []
-        count = 0
-        while self.waiting and (not batch or count < MAX_EVENTS_PER_COMMIT):
-            batch.append(self.waiting.pop(0))
-            count += len(batch[-1][0])
-        return batch
-
-    async def commit(self, batch: list[Pending]) -> int:
-        events = [event for delivery, _ in batch for event in delivery]
-        try:
-            stored = await database_sync_to_async(store_events)(events)
-        except Exception as error:  # noqa: BLE001 - find the delivery at fault
-            if len(batch) == 1:
-                settle(batch[0][1], error=error)
-                return 0
-            logger.warning("shared commit of %d deliveries failed (%s); "
-                           "storing them one by one", len(batch),
-                           type(error).__name__)
-            return await self.commit_each(batch)
-        for _, future in batch:
-            settle(future, stored=stored)
-        return stored
-
-    async def commit_each(self, batch: list[Pending]) -> int:
-        total = 0
-        for delivery, future in batch:
-            try:
-                stored = await database_sync_to_async(store_events)(delivery)
-            except Exception as error:  # noqa: BLE001 - answered as a failure
-                settle(future, error=error)
-                continue
-            total += stored
-            settle(future, stored=stored)
-        return total
+async def ring_if_stored(outcomes: Sequence[object]) -> None:
+    if any(isinstance(stored, int) and stored for stored in outcomes):
+        await ring()
 
 
-def settle(
-    future: asyncio.Future[int],
-    *,
-    stored: int = 0,
-    error: BaseException | None = None,
-) -> None:
-    """Wake a waiting delivery, unless its request is gone."""
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(stored)
-
-
-_committers: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, GroupCommitter
-] = weakref.WeakKeyDictionary()
+# Meta sends at most a thousand events in one delivery; fifty deliveries
+# keep a shared transaction short.
+deliveries_committer: GroupCommit[Sequence[Event], int] = GroupCommit(
+    store_deliveries, max_batch=50, after_batch=ring_if_stored
+)
 
 
 async def store_delivery(events: Sequence[Event]) -> int:
     """Store one delivery's events durably, sharing a commit when it can."""
-    loop = asyncio.get_running_loop()
-    committer = _committers.get(loop)
-    if committer is None:
-        committer = _committers[loop] = GroupCommitter()
-    return await committer.store(events)
+    return await deliveries_committer.submit(events)

@@ -11,9 +11,7 @@ import json
 import logging
 from typing import Any
 
-from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
-from channels.generic.http import AsyncHttpConsumer
 
 from adapters.web import chats, inputs
 from adapters.web.addresses import client_address
@@ -36,6 +34,7 @@ from adapters.web.tokens import (
     issue_chat_token,
     read_chat_token,
 )
+from gateway.consumers import PlainHttpConsumer
 from gateway.errors import ApiError
 from gateway.pipeline.doorbell import ring
 from gateway.pipeline.worker import where_raised
@@ -48,12 +47,9 @@ JSON_HEADERS: Headers = [
 ]
 
 
-class WebApiConsumer(AsyncHttpConsumer):
+class WebApiConsumer(PlainHttpConsumer):
     """Size limit, CORS, bearer tokens and JSON errors for every endpoint."""
 
-    # The API needs no channel layer; skipping it saves a layer channel
-    # per request.
-    channel_layer_alias = None
     endpoint = ""
     methods: frozenset[str] = frozenset({"POST"})
     max_body = 16 * 1024
@@ -72,29 +68,6 @@ class WebApiConsumer(AsyncHttpConsumer):
             )
             raise StopConsumer()
         await super().http_request(message)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # Leaner than AsyncConsumer's loop, which on every message starts a
-        # task per source and hops to a thread to close old database
-        # connections: these handlers have one source (the client) and reach
-        # the database only through `in_database_thread`, which looks after
-        # its connection. On this path that overhead cost a third of the
-        # throughput (bench/web_api.py).
-        self.scope = scope
-        self.channel_layer = None
-        self.base_send = send
-        try:
-            while True:
-                message = await receive()
-                handler = getattr(self, get_handler_name(message), None)
-                if handler is None:
-                    return
-                await handler(message)
-        except StopConsumer:
-            pass
-
-    async def http_disconnect(self, message: dict[str, Any]) -> None:
-        raise StopConsumer()
 
     def declared_length(self) -> int:
         length = header(self.scope, b"content-length") or "0"

@@ -13,11 +13,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 from django.contrib.staticfiles import finders
 
 from adapters.web.cors import header
+from gateway.consumers import PlainHttpConsumer
 
 logger = logging.getLogger("gateway.web")
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "web"
@@ -66,10 +66,8 @@ def load_asset(name: str) -> Asset | None:
     return asset
 
 
-class AssetConsumer(AsyncHttpConsumer):
+class AssetConsumer(PlainHttpConsumer):
     """GET /web/<file>: the bubble's script, styles and pusher-js."""
-
-    channel_layer_alias = None
 
     async def handle(self, body: bytes) -> None:
         name = self.scope["url_route"]["kwargs"]["name"]

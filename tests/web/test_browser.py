@@ -135,7 +135,7 @@ def start_demo_page(
 ) -> str:
     port = port or free_port()
     args = [PYTHON, "manage.py", "demopage", "--port", str(port),
-            "--gateway", gateway, "--web-key", bot.web_key]
+            "--gateway", gateway, f"--web-key={bot.web_key}"]
     if websocket:
         args += ["--websocket", websocket]
     start_process(args)

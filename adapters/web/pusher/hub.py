@@ -6,6 +6,11 @@ receives what is published to those groups on one layer channel, and hands
 each event to the local subscribers. Sockets therefore need no layer channel
 and no task of their own, and a publish costs one layer message per process
 rather than one per subscriber. The same loop pings idle sockets.
+
+The hub's layer channel is named with HUB_CHANNEL_PREFIX, so that settings
+can give it a larger capacity than other channels: a full channel drops
+what group_send sends it, without a word to the sender. The hub logs when
+events reach it late, the sign that it is falling behind.
 """
 
 import asyncio
@@ -24,6 +29,10 @@ logger = logging.getLogger("gateway.pusher")
 
 EVENT_MESSAGE = "pusher.event"
 STOP_MESSAGE = "pusher.stop"
+HUB_CHANNEL_PREFIX = "pusher-hub"
+# An event older than this when it arrives was kept waiting by a busy hub.
+LATE_SECONDS = 1.0
+LATE_REPORT_SECONDS = 10.0
 TICK_SECONDS = 1.0
 SWEEP_SECONDS = 5.0
 ACTIVITY_TIMEOUT = 120
@@ -81,6 +90,8 @@ class Hub:
         self.occupancy = Occupancy.for_layer(layer)
         self.starting: asyncio.Task[None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.late_events = 0
+        self.next_late_report = 0.0
 
     async def start(self) -> None:
         """Join the channel layer once; later calls wait for the first."""
@@ -89,7 +100,7 @@ class Hub:
         await asyncio.shield(self.starting)
 
     async def _start(self) -> None:
-        self.layer_channel = await self.layer.new_channel()
+        self.layer_channel = await self.layer.new_channel(HUB_CHANNEL_PREFIX)
         self.tasks = [
             self.loop.create_task(self._receive_loop()),
             self.loop.create_task(self._maintain_loop()),
@@ -200,7 +211,27 @@ class Hub:
             if message.get("type") == STOP_MESSAGE:
                 return
             if message.get("type") == EVENT_MESSAGE:
+                self.note_delay(message.get("sent_at"))
                 await self.deliver(message)
+
+    def note_delay(self, sent_at: object) -> None:
+        """Count events that arrive late; say so, at most every few seconds."""
+        if not isinstance(sent_at, float):
+            return
+        delay = time.time() - sent_at
+        if delay < LATE_SECONDS:
+            return
+        self.late_events += 1
+        now = time.monotonic()
+        if now >= self.next_late_report:
+            logger.warning(
+                "Fan-out is falling behind: an event arrived %.1f s after it "
+                "was published; %d late events since the last report",
+                delay,
+                self.late_events,
+            )
+            self.late_events = 0
+            self.next_late_report = now + LATE_REPORT_SECONDS
 
     async def _maintain_loop(self) -> None:
         refresh_every = getattr(self.layer, "group_expiry", 86400) / 2

@@ -1,6 +1,7 @@
 """Publish events to Pusher channels served by the gateway itself."""
 
 import json
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -21,7 +22,7 @@ class DataTooLarge(PublishError):
 
 
 def encode_data(data: Any) -> str:
-    """Return event data as Pusher carries it: a string, JSON unless given one."""
+    """Return event data as Pusher carries it: a string, JSON unless one."""
     if isinstance(data, str):
         return data
     return json.dumps(data, separators=(",", ":"))
@@ -64,7 +65,8 @@ async def send_event_message(message: dict[str, str]) -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("The self-hosted Pusher server needs a channel layer")
-    await layer.group_send(message["group"], message)
+    # The time of sending lets the hubs notice when they fall behind.
+    await layer.group_send(message["group"], {**message, "sent_at": time.time()})
 
 
 def publish_sync(

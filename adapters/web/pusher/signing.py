@@ -34,7 +34,7 @@ def constant_time_equal(given: str, expected: str) -> bool:
 
 
 def channel_auth(socket_id: str, channel_name: str) -> str:
-    """Return the ``auth`` value that lets one socket subscribe to a channel."""
+    """Return the ``auth`` value that lets a socket subscribe to a channel."""
     signature = sign(settings.PUSHER_SECRET, f"{socket_id}:{channel_name}")
     return f"{settings.PUSHER_KEY}:{signature}"
 
@@ -130,7 +130,7 @@ def verify_timestamp(timestamp: str, now: float) -> None:
 
 
 def body_digest(body: bytes) -> str:
-    """Return the body's MD5, as the protocol has it; the HMAC gives security."""
+    """Return the body's MD5 as the protocol has it; the HMAC secures it."""
     return hashlib.md5(body, usedforsecurity=False).hexdigest()
 
 
