@@ -27,14 +27,23 @@ def import_bot(data: Any, owner_username: str | None = None) -> tuple[Bot, bool]
     with transaction.atomic():
         bot, changed = _store_definition(definition)
         if owner is not None:
-            _, added = Membership.objects.get_or_create(
-                user=owner, bot=bot, defaults={"role": Membership.Role.OWNER}
-            )
-            changed = changed or added
-            if not owner.is_staff:
-                owner.is_staff = True
-                owner.save(update_fields=["is_staff"])
+            changed = _make_owner(owner, bot) or changed
     return bot, changed
+
+
+def _make_owner(user: Any, bot: Bot) -> bool:
+    """Make the user an owner of the bot; return whether that is new."""
+    membership, added = Membership.objects.get_or_create(
+        user=user, bot=bot, defaults={"role": Membership.Role.OWNER}
+    )
+    promoted = membership.role != Membership.Role.OWNER
+    if promoted:
+        membership.role = Membership.Role.OWNER
+        membership.save(update_fields=["role"])
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    return added or promoted
 
 
 def export_bot(bot: Bot) -> dict[str, Any]:

@@ -103,6 +103,18 @@ def test_owner_becomes_a_member_who_can_sign_in(tmp_path: Path) -> None:
 
 
 @pytest.mark.django_db
+def test_a_collaborator_named_owner_becomes_an_owner(tmp_path: Path) -> None:
+    user = get_user_model().objects.create_user("olga", password="pw-123456789")
+    run_import(tmp_path, SHOP)
+    Membership.objects.create(
+        user=user, bot=Bot.objects.get(), role=Membership.Role.COLLABORATOR
+    )
+    promoted = run_import(tmp_path, SHOP, "--owner", "olga")
+    assert promoted["changed"] is True
+    assert Membership.objects.get(user=user).role == "owner"
+
+
+@pytest.mark.django_db
 def test_unknown_owner_is_refused_and_nothing_stored(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="no user named 'nobody'"):
         run_import(tmp_path, SHOP, "--owner", "nobody")
