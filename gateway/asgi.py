@@ -16,6 +16,7 @@ from adapters.web.routing import http_urlpatterns as web_http  # noqa: E402
 from adapters.web.routing import websocket_urlpatterns  # noqa: E402
 from gateway.embedded import start_embedded_worker  # noqa: E402
 from gateway.health import HealthConsumer  # noqa: E402
+from gateway.transport import TransportGuard  # noqa: E402
 
 http_router = URLRouter(
     [
@@ -29,8 +30,8 @@ http_router = URLRouter(
 application = start_embedded_worker(
     ProtocolTypeRouter(
         {
-            "http": http_router,
-            "websocket": URLRouter(websocket_urlpatterns),
+            "http": TransportGuard(http_router),
+            "websocket": TransportGuard(URLRouter(websocket_urlpatterns)),
         }
     )
 )

@@ -18,3 +18,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": str(BASE_DIR / f".test-{os.getpid()}.sqlite3")  # noqa: F405
     }
+
+# The test process runs no worker of its own: tests that need one start a
+# worker process, or a Daphne process with the embedded worker.
+EMBEDDED_WORKER = False
