@@ -17,7 +17,9 @@ The bots in FRESH_BOTS were never used to choose the method or its
 settings: all their queries form the "fresh" split.  hotel_en, library_en
 and sykkel_no were written against an earlier version of the method;
 gym_en and buss_no were written before the current method was frozen, and
-their figures were not looked at until it was.
+their figures were not looked at until it was.  vet_en (a veterinary
+clinic) and ski_no (a ski resort) were written before the changes that
+followed, and the method was not tuned on them.
 
 The tables print the targets beside the figures: top-1 of at least 90 %
 in scope and at least 85 % of out-of-scope queries answered with the
@@ -52,9 +54,10 @@ from botcore.matching import MatchSettings  # noqa: E402
 
 DATA = REPO / "bench" / "data"
 TEST_SHARE = 3
-FRESH_BOTS = frozenset(
-    {"hotel_en", "library_en", "sykkel_no", "gym_en", "buss_no"}
-)
+FRESH_BOTS = frozenset({
+    "hotel_en", "library_en", "sykkel_no", "gym_en", "buss_no", "vet_en",
+    "ski_no",
+})
 SPLITS = ("dev", "test", "fresh", "all")
 BASELINE_THRESHOLDS = [step / 100 for step in range(30, 96, 5)]
 PUNCTUATION = re.compile(r"[^\w\s]")
