@@ -24,6 +24,19 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def graph_url(url: str) -> str:
+    """Refuse a Graph API base that would send page tokens in the clear."""
+    parts = urlsplit(url)
+    local = parts.hostname in {"localhost", "::1"} or (
+        parts.hostname or ""
+    ).startswith("127.")
+    if parts.scheme == "https" or (parts.scheme == "http" and local):
+        return url.rstrip("/")
+    raise ImproperlyConfigured(
+        "FACEBOOK_GRAPH_URL must be https (plain http only for a local stand-in)"
+    )
+
+
 def derived_key(purpose: str) -> str:
     """Derive a 32-byte base64url key from SECRET_KEY for one purpose."""
     digest = hashlib.sha256(f"{purpose}:{SECRET_KEY}".encode()).digest()
@@ -209,9 +222,9 @@ PROXY_HOPS = int(os.environ.get("PROXY_HOPS", "0"))
 # Facebook Messenger.
 FACEBOOK_APP_SECRET = os.environ.get("FACEBOOK_APP_SECRET", "")
 FACEBOOK_VERIFY_TOKEN = os.environ.get("FACEBOOK_VERIFY_TOKEN", "")
-FACEBOOK_GRAPH_URL = os.environ.get(
-    "FACEBOOK_GRAPH_URL", "https://graph.facebook.com/v25.0"
-).rstrip("/")
+FACEBOOK_GRAPH_URL = graph_url(
+    os.environ.get("FACEBOOK_GRAPH_URL", "https://graph.facebook.com/v25.0")
+)
 # Seconds after which a contact's name and avatar are fetched again.
 FACEBOOK_PROFILE_MAX_AGE = int(
     os.environ.get("FACEBOOK_PROFILE_MAX_AGE", str(7 * 24 * 3600))
