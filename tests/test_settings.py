@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -51,10 +52,10 @@ def read_settings(**environment: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def settings_with(**environment: str) -> dict[str, object]:
+def settings_with(**environment: str) -> dict[str, Any]:
     result = read_settings(**environment)
     assert result.returncode == 0, result.stderr
-    values: dict[str, object] = json.loads(result.stdout)
+    values: dict[str, Any] = json.loads(result.stdout)
     return values
 
 
