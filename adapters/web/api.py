@@ -61,6 +61,9 @@ class WebApiConsumer(PlainHttpConsumer):
         self.caller = chats.Caller(None, None, None)
 
     async def http_request(self, message: dict[str, Any]) -> None:
+        if not self.received:
+            # Before the size check: a refusal reads the caller's origin too.
+            self.identify_caller()
         self.received += len(message.get("body", b""))
         if self.received > self.max_body or self.declared_length() > self.max_body:
             await self.send_error(
@@ -69,15 +72,17 @@ class WebApiConsumer(PlainHttpConsumer):
             raise StopConsumer()
         await super().http_request(message)
 
+    def identify_caller(self) -> None:
+        self.origin = request_origin(self.scope)
+        self.caller = chats.Caller(
+            self.origin, own_origin(self.scope), client_address(self.scope)
+        )
+
     def declared_length(self) -> int:
         length = header(self.scope, b"content-length") or "0"
         return int(length) if length.isdigit() else 0
 
     async def handle(self, body: bytes) -> None:
-        self.origin = request_origin(self.scope)
-        self.caller = chats.Caller(
-            self.origin, own_origin(self.scope), client_address(self.scope)
-        )
         method = self.scope["method"]
         if method == "OPTIONS":
             await self.preflight()

@@ -20,6 +20,9 @@ Headers = list[tuple[bytes, bytes]]
 ALLOWED_METHODS = b"GET, POST, OPTIONS"
 ALLOWED_HEADERS = b"Authorization, Content-Type"
 PREFLIGHT_MAX_AGE = b"600"
+# Response headers a page's script may read beyond the safelisted ones: the
+# bubble waits as long as a 429 says.
+EXPOSED_HEADERS = b"Retry-After"
 # How long the union of all bots' origins is kept for preflight requests.
 ORIGIN_INDEX_SECONDS = 10.0
 
@@ -62,6 +65,7 @@ def cors_headers(origin: str | None) -> Headers:
         return []
     return [
         (b"Access-Control-Allow-Origin", origin.encode("latin-1")),
+        (b"Access-Control-Expose-Headers", EXPOSED_HEADERS),
         (b"Vary", b"Origin"),
     ]
 

@@ -51,8 +51,13 @@ async def call(
     token: str | None = None,
     content_type: str = "application/json",
     headers: list[tuple[bytes, bytes]] | None = None,
+    chunk_size: int = 0,
 ) -> Answer:
-    """Send one request through the gateway's HTTP router."""
+    """Send one request through the gateway's HTTP router.
+
+    With a chunk size, the body arrives in chunks of that size, as a
+    request without a Content-Length streams it.
+    """
     if isinstance(body, dict):
         body = json.dumps(body).encode()
     sent = [(b"host", b"gateway.test"), (b"content-type", content_type.encode())]
@@ -74,7 +79,12 @@ async def call(
         "server": ("127.0.0.1", 80),
     }
     communicator = ApplicationCommunicator(http_router, scope)
-    await communicator.send_input({"type": "http.request", "body": body})
+    size = chunk_size or max(len(body), 1)
+    chunks = [body[start:start + size] for start in range(0, len(body), size)]
+    for number, chunk in enumerate(chunks or [b""], 1):
+        await communicator.send_input({
+            "type": "http.request", "body": chunk, "more_body": number < len(chunks),
+        })
     start = await communicator.receive_output(5)
     content = await communicator.receive_output(5)
     await communicator.wait(5)

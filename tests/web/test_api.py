@@ -70,7 +70,7 @@ async def test_a_session_hands_out_a_token_and_its_channel(bot: Bot) -> None:
 async def test_an_allowed_page_gets_cors_headers(bot: Bot) -> None:
     answer = await call("POST", SESSIONS, {"bot": bot.web_key})
     assert answer.status == 201
-    assert answer.headers["access-control-allow-origin"] == PAGE
+    assert_readable_by(answer, PAGE)
 
 
 async def test_an_unknown_web_key_is_404(bot: Bot) -> None:
@@ -82,17 +82,43 @@ async def test_a_malformed_session_request_is_400(bot: Bot, body: bytes) -> None
     assert_error(await call("POST", SESSIONS, body), 400)
 
 
+def assert_readable_by(answer: Answer, origin: str) -> None:
+    assert answer.headers["access-control-allow-origin"] == origin
+    assert answer.headers["access-control-expose-headers"] == "Retry-After"
+
+
+def assert_no_cors(answer: Answer) -> None:
+    assert not [name for name in answer.headers if name.startswith("access-control")]
+
+
 async def test_an_oversized_body_is_413(bot: Bot) -> None:
     body = b'{"bot": "' + b"x" * 20_000 + b'"}'
     assert_error(await call("POST", SESSIONS, body), 413)
     assert_error(await call("POST", MESSAGES, body), 413)
 
 
+@pytest.mark.parametrize("path", [SESSIONS, AUTH, MESSAGES])
+async def test_a_413_is_readable_by_an_allowed_page(bot: Bot, path: str) -> None:
+    body = b"x" * 20_000
+    declared = [(b"content-length", str(len(body)).encode())]
+    # Refused on the declared length, before the body is read.
+    by_length = await call("POST", path, b"x", headers=declared)
+    # Refused once the streamed chunks add up to too much.
+    by_total = await call("POST", path, body, chunk_size=512)
+    for answer in [by_length, by_total]:
+        assert_error(answer, 413)
+        assert_readable_by(answer, PAGE)
+    elsewhere = await call("POST", path, body, chunk_size=512,
+                           origin="https://evil.example")
+    assert_error(elsewhere, 413)
+    assert_no_cors(elsewhere)
+
+
 async def test_a_disallowed_origin_is_403_without_cors_headers(bot: Bot) -> None:
     answer = await call("POST", SESSIONS, {"bot": bot.web_key},
                         origin="https://evil.example")
     assert_error(answer, 403)
-    assert not [name for name in answer.headers if name.startswith("access-control")]
+    assert_no_cors(answer)
     assert await Conversation.objects.acount() == 0
 
 
@@ -281,6 +307,8 @@ async def test_too_many_messages_are_429_with_retry_after(bot: Bot) -> None:
         answer = await call("POST", MESSAGES, {"type": "greeting"}, token=token)
     assert_error(answer, 429)
     assert 1 <= int(answer.headers["retry-after"]) <= 61
+    # The page's script may read how long to wait.
+    assert_readable_by(answer, PAGE)
 
 
 async def test_sessions_are_limited_per_client_address(bot: Bot) -> None:
