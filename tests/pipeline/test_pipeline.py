@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from functools import partial
 from typing import Any
 
@@ -150,8 +151,10 @@ def test_lost_doorbell_is_recovered_by_the_startup_sweep(
 def test_lost_doorbell_is_recovered_by_the_idle_sweep(
     conversation: Conversation, recorder: Recorder, start_worker: Any
 ) -> None:
-    worker = start_worker(worker_env(recorder))
+    worker = start_worker(worker_env(recorder, WORKER_SWEEP_SECONDS="1"))
     wait_until(lambda: "started" in worker.output(), timeout=30)
+    # Past the sweep a worker makes as it starts: only an idle one is left.
+    time.sleep(2)
     accept_inbound(conversation, text("opening hours"))
     wait_until(lambda: recorder.deliveries, timeout=30)
     assert len(recorder.deliveries) == 1

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from gateway.pipeline.inbound import accept_inbound
@@ -144,3 +146,51 @@ def test_a_message_being_sent_is_not_due_for_another_worker(
     assert len(recorder.deliveries) == 1
     [reply] = outbound(conversation)
     assert reply.state == Message.State.SENT
+
+
+def test_a_conversation_another_worker_holds_is_passed_over_without_waiting(
+    conversation: Conversation, recorder: Recorder
+) -> None:
+    """On PostgreSQL the other worker holds a row lock, elsewhere a lease."""
+    accept_inbound(conversation, text("opening hours"))
+    other = Conversation.objects.create(bot=conversation.bot, channel="loopback")
+    accept_inbound(other, text("opening hours"))
+    with held_by_another_worker(conversation):
+        claim = claim_conversation(new_worker_id())
+    assert claim is not None and claim.conversation_id == other.pk
+
+
+@contextmanager
+def held_by_another_worker(conversation: Conversation) -> Iterator[None]:
+    if connection.vendor != "postgresql":
+        Conversation.objects.filter(pk=conversation.pk).update(
+            claimed_by="other", claimed_until=timezone.now() + timedelta(minutes=1)
+        )
+        yield
+        return
+    locked, done = threading.Event(), threading.Event()
+
+    def hold_row_lock() -> None:
+        try:
+            with transaction.atomic():
+                Conversation.objects.select_for_update(no_key=True).get(
+                    pk=conversation.pk
+                )
+                locked.set()
+                done.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_row_lock)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        # A claim that waited on the lock would fail here instead.
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 2000")
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 0")
+        done.set()
+        holder.join()
