@@ -14,6 +14,11 @@ item is run again alone, so that one bad item fails only its own request.
 Once a batch is committed, `after_batch` (if given) gets its outcomes on the
 event loop, beside the answers: the place to ring the workers' doorbell
 once for the whole batch.
+
+A batch holds at most `max_batch` items and, when items differ in size, at
+most `max_weight` of their total `weight` (an item heavier than that goes
+in a batch of its own), so that one transaction stays short however large
+the items are.
 """
 
 from __future__ import annotations
@@ -43,11 +48,17 @@ class GroupCommit(Generic[Item, Result]):
         run_batch: Callable[[Sequence[Item]], Sequence[Outcome]],
         *,
         max_batch: int = 200,
+        weight: Callable[[Item], int] | None = None,
+        max_weight: int | None = None,
         hop: Hop = database_sync_to_async,
         after_batch: AfterBatch | None = None,
     ) -> None:
+        if (weight is None) != (max_weight is None):
+            raise ValueError("weight and max_weight go together")
         self.run_batch = run_batch
         self.max_batch = max_batch
+        self.weight = weight
+        self.max_weight = max_weight
         self.hop = hop
         self.after_batch = after_batch
         self.queues: weakref.WeakKeyDictionary[
@@ -61,6 +72,19 @@ class GroupCommit(Generic[Item, Result]):
         if queue is None:
             queue = self.queues[loop] = _LoopQueue(self)
         return await queue.submit(item)
+
+    def batch_length(self, items: Sequence[Item]) -> int:
+        """How many of these items, from the first, go in the next batch."""
+        items = items[: self.max_batch]
+        if self.weight is None or self.max_weight is None:
+            return len(items)
+        total = 0
+        for count, item in enumerate(items):
+            total += self.weight(item)
+            if total > self.max_weight:
+                # The first item goes even when it alone is too heavy.
+                return max(count, 1)
+        return len(items)
 
 
 class _LoopQueue(Generic[Item, Result]):
@@ -82,8 +106,11 @@ class _LoopQueue(Generic[Item, Result]):
     async def flush(self) -> None:
         try:
             while self.waiting:
-                batch = self.waiting[: self.owner.max_batch]
-                del self.waiting[: self.owner.max_batch]
+                length = self.owner.batch_length(
+                    [item for item, _ in self.waiting[: self.owner.max_batch]]
+                )
+                batch = self.waiting[:length]
+                del self.waiting[:length]
                 await self.run(batch)
         finally:
             self.flushing = None

@@ -90,3 +90,59 @@ async def test_batches_are_capped() -> None:
     group: GroupCommit[str, int] = GroupCommit(recorded.run, max_batch=4)
     await submit_all(group, [f"bot-{number}" for number in range(10)])
     assert max(len(batch) for batch in recorded.batches) <= 4
+
+
+class Weighed(Recorded):
+    """Items are lists of slugs, weighed by their length."""
+
+    def run_lists(self, lists: Sequence[list[str]]) -> list[Any]:
+        self.batches.append([",".join(slugs) for slugs in lists])
+        with transaction.atomic():
+            for slugs in lists:
+                Bot.objects.bulk_create(Bot(slug=slug, name=slug) for slug in slugs)
+        return [len(slugs) for slugs in lists]
+
+    def sizes(self) -> list[list[int]]:
+        return [[len(entry.split(",")) for entry in batch] for batch in self.batches]
+
+
+def lists_of(*sizes: int) -> list[list[str]]:
+    return [
+        [f"item{number}-bot{place}" for place in range(size)]
+        for number, size in enumerate(sizes)
+    ]
+
+
+async def test_a_shared_batch_is_capped_by_the_weight_of_its_items() -> None:
+    weighed = Weighed()
+    group: GroupCommit[list[str], int] = GroupCommit(
+        weighed.run_lists, max_batch=50, weight=len, max_weight=10
+    )
+    items = lists_of(1, 4, 4, 3, 6, 2, 2, 9)
+
+    results = await asyncio.gather(*(group.submit(item) for item in items))
+
+    assert results == [1, 4, 4, 3, 6, 2, 2, 9]
+    # Each batch takes items in order while their weights add up to 10.
+    assert weighed.sizes() == [[1, 4, 4], [3, 6], [2, 2], [9]]
+    assert await database_sync_to_async(Bot.objects.count)() == 31
+
+
+async def test_an_item_heavier_than_the_cap_goes_alone() -> None:
+    weighed = Weighed()
+    group: GroupCommit[list[str], int] = GroupCommit(
+        weighed.run_lists, weight=len, max_weight=10
+    )
+    light, heavy, after = lists_of(2, 25, 3)
+
+    results = await asyncio.gather(*(
+        group.submit(item) for item in (light, heavy, after)
+    ))
+
+    assert results == [2, 25, 3]
+    assert weighed.sizes() == [[2], [25], [3]]
+
+
+def test_a_weight_needs_its_cap() -> None:
+    with pytest.raises(ValueError, match="go together"):
+        GroupCommit(Recorded().run, weight=len)

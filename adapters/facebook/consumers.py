@@ -20,6 +20,7 @@ from adapters.facebook.webhook import (
 )
 from gateway.consumers import PlainHttpConsumer
 from gateway.errors import ApiError
+from gateway.pipeline.worker import where_raised
 
 logger = logging.getLogger("gateway.facebook")
 MAX_CHALLENGE_LENGTH = 256
@@ -55,6 +56,14 @@ class FacebookWebhookConsumer(PlainHttpConsumer):
             status, content_type, answer = await self.answer(body)
         except ApiError as error:
             await self.send_error(error)
+            return
+        except Exception as error:  # noqa: BLE001 - answered, and logged
+            # Meta delivers again what was not answered 200. Not
+            # logger.exception: a traceback may quote what a person wrote.
+            logger.error("webhook delivery not stored: %s", where_raised(error))
+            await self.send_error(ApiError(
+                500, "internal_error", "the delivery was not stored; try again"
+            ))
             return
         await self.send_answer(status, answer, [(b"Content-Type", content_type)])
 

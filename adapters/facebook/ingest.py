@@ -283,10 +283,16 @@ async def ring_if_stored(outcomes: Sequence[object]) -> None:
         await ring()
 
 
-# Meta sends at most a thousand events in one delivery; fifty deliveries
-# keep a shared transaction short.
+# A delivery holds one event or up to a thousand. Deliveries share a
+# transaction while they hold about a thousand events together (one larger
+# delivery goes alone), so a shared transaction stays short.
+MAX_EVENTS_PER_COMMIT = 1000
 deliveries_committer: GroupCommit[Sequence[Event], int] = GroupCommit(
-    store_deliveries, max_batch=50, after_batch=ring_if_stored
+    store_deliveries,
+    max_batch=50,
+    weight=len,
+    max_weight=MAX_EVENTS_PER_COMMIT,
+    after_batch=ring_if_stored,
 )
 
 

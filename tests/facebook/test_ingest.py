@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from adapters.facebook.ingest import store_events
-from adapters.facebook.webhook import parse_payload
+from adapters.facebook.ingest import deliveries_committer, store_events
+from adapters.facebook.webhook import Acknowledged, parse_payload
 from storage.models import Conversation, FacebookPage, Message
-from tests.facebook.conftest import shifted_fixture
+from tests.facebook.conftest import PAGE_ID, shifted_fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,3 +86,14 @@ def test_the_newest_message_of_a_batch_sets_the_window(
         "7311290341929401": stamp + timedelta(milliseconds=6),
         "6972831045522190": stamp + timedelta(milliseconds=5),
     }
+
+
+def test_deliveries_share_a_commit_while_they_hold_a_thousand_events() -> None:
+    event = Acknowledged(PAGE_ID, "reaction")
+    one, six_hundred = [event], [event] * 600
+
+    assert deliveries_committer.batch_length([six_hundred, six_hundred]) == 1
+    assert deliveries_committer.batch_length([six_hundred, [event] * 400]) == 2
+    assert deliveries_committer.batch_length([one] * 80) == 50
+    # A delivery of more than a thousand events still goes, alone.
+    assert deliveries_committer.batch_length([[event] * 1001, one]) == 1
