@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from botcore.botfile import BotDefinition, Dialogue
+from botcore.greetings import GreetingDetector
 from botcore.matching import Match, MatchSettings, SampleIndex
 from botcore.messages import Inbound, Reply
 
@@ -22,6 +23,13 @@ class DialogueEngine:
             definition.language,
             settings,
         )
+        self.greetings = GreetingDetector(self.index.analyser)
+        # An owner who wrote greetings as samples wants those dialogues.
+        self.samples_greet = any(
+            self.greetings.only_greets(sample)
+            for dialogue in definition.dialogues
+            for sample in dialogue.samples
+        )
 
     def respond(self, inbound: Inbound) -> list[Reply]:
         if inbound.kind == "greeting":
@@ -31,14 +39,32 @@ class DialogueEngine:
         return self.answer_text(inbound.text)
 
     def answer_text(self, text: str | None) -> list[Reply]:
-        """Return the replies of the dialogue matching a text, or fallback."""
+        """Return the greeting for a typed greeting, else the replies of
+        the dialogue matching a text, or the fallback."""
+        if self.only_greets(text):
+            return list(self.definition.greeting)
         dialogue_id = self.match(text).label
         if dialogue_id is None:
             return list(self.definition.fallback)
         return list(self.dialogues[dialogue_id].replies)
 
+    def only_greets(self, text: str | None) -> bool:
+        """Tell whether a text only greets and the bot has a greeting."""
+        if not text or not self.definition.greeting:
+            return False
+        if not self.greetings.only_greets(text):
+            return False
+        return not (self.samples_greet and self.index.match(text).label)
+
     def match(self, text: str | None) -> Match:
-        """Return the matching dialogue id (None: fall back) and its score."""
+        """Return the matching dialogue id (None: fall back) and its score.
+
+        A greeting that opens the text is left out: it says nothing about
+        the question.
+        """
         if not text or not text.strip():
             return Match(None, 0.0)
+        greeted, rest = self.greetings.split(text)
+        if greeted and rest:
+            return self.index.match(" ".join(rest))
         return self.index.match(text)

@@ -13,6 +13,8 @@ import pytest
 from botcore.botfile import BotDefinition, parse_bot_file
 from botcore.dialogue import DialogueEngine
 from botcore.engine import Engine
+from botcore.greetings import GreetingDetector
+from botcore.matching import TextAnalyser
 from botcore.messages import Attachment, Inbound, Reply
 
 REPO = Path(__file__).resolve().parent.parent
@@ -422,6 +424,134 @@ def test_greetings_and_taps_do_not_depend_on_matching(
     outdoor_shop: DialogueEngine, inbound: Inbound, first_reply: str
 ) -> None:
     assert outdoor_shop.respond(inbound)[0].text == first_reply
+
+
+# Greetings typed as text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hi",
+        "Hello!",
+        "hey there",
+        "hiii",
+        "heyyy :)",
+        "good morning",
+        "Good evening everyone",
+        "morning!",
+        "hello? is anyone there",
+        "hi, how are you?",
+        "\U0001f44b",
+        "hi \U0001f60a",
+        # Norwegian greetings in an English bot
+        "hei",
+        "hallo!",
+        "god morgen",
+    ],
+)
+def test_an_english_bot_greets_a_typed_greeting(
+    outdoor_shop: DialogueEngine, text: str
+) -> None:
+    assert answer(outdoor_shop, text) == "Hello!"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hei",
+        "Hallo!",
+        "hei hei",
+        "heisann",
+        "hei på deg",
+        "hei alle sammen",
+        "God morgen!",
+        "god dag",
+        "morn",
+        "hei, hvordan går det?",
+        "hi",
+        "hello there",
+    ],
+)
+def test_a_norwegian_bot_greets_a_typed_greeting(
+    dental_clinic: DialogueEngine, text: str
+) -> None:
+    assert answer(dental_clinic, text) == "Hello!"
+
+
+@pytest.mark.parametrize(
+    ("bot", "text", "first_reply"),
+    [
+        # a greeting followed by a question answers the question
+        ("outdoor_shop", "hi, when are you open", "About hours"),
+        ("outdoor_shop", "Hello! do you ship abroad?", "About shipping"),
+        ("outdoor_shop", "good morning, what is your return policy", "About returns"),
+        ("outdoor_shop", "hey there, I forgot my password", "About account"),
+        ("dental_clinic", "hei, når har dere åpent", "About apningstider"),
+        ("dental_clinic", "god morgen, jeg vil bestille time", "About bestille"),
+        ("dental_clinic", "hallo! hva koster en undersøkelse", "About priser"),
+        # ... or falls back when the bot does not cover it
+        ("outdoor_shop", "hi, can I rent a car from you", "Sorry?"),
+        ("dental_clinic", "hei, hva blir været i morgen", "Sorry?"),
+        # fillers alone, and other emoji, are no greeting
+        ("outdoor_shop", "good", "Sorry?"),
+        ("outdoor_shop", "is anyone there", "Sorry?"),
+        ("outdoor_shop", "\U0001f600", "Sorry?"),
+        ("dental_clinic", "alle sammen", "Sorry?"),
+    ],
+)
+def test_a_greeting_with_a_question_answers_the_question(
+    request: pytest.FixtureRequest, bot: str, text: str, first_reply: str
+) -> None:
+    engine: DialogueEngine = request.getfixturevalue(bot)
+    assert answer(engine, text) == first_reply
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "greeted", "rest"),
+    [
+        ("en", "Hi there, where are you?", True, ["where", "are", "you"]),
+        ("en", "where are you", False, ["where", "are", "you"]),
+        ("en", "HELLOOO!!!", True, []),
+        ("en", "good morning team", True, []),
+        ("en", "good prices", False, ["good", "prices"]),
+        ("en", "\U0001f44b", True, []),
+        ("en", "?!", False, []),
+        ("nb", "Hei på deg! Åpningstider?", True, ["apningstider"]),
+        ("nb", "god kveld", True, []),
+        ("nb", "god service", False, ["god", "service"]),
+    ],
+)
+def test_a_leading_greeting_is_told_apart_from_the_rest(
+    language: str, text: str, greeted: bool, rest: list[str]
+) -> None:
+    detector = GreetingDetector(TextAnalyser(language))
+    assert detector.split(text) == (greeted, rest)
+    assert detector.only_greets(text) == (greeted and not rest)
+
+
+def test_a_typed_greeting_gets_the_greeting_of_the_bot(
+    engine: DialogueEngine, shop: BotDefinition
+) -> None:
+    replies = engine.respond(Inbound(kind="text", text="Hi there!"))
+    assert replies == list(shop.greeting)
+    assert replies[0].quick_replies[0].payload == "hours"
+
+
+def test_a_bot_without_a_greeting_falls_back_on_a_typed_one() -> None:
+    definition = parse_bot_file({**SHOP_FILE, "greeting": []})
+    engine = DialogueEngine(definition)
+    assert engine.respond(Inbound(kind="text", text="hello")) == list(
+        definition.fallback
+    )
+
+
+def test_dialogues_whose_samples_greet_answer_greetings() -> None:
+    dialogues = {**OUTDOOR_SHOP, "small_talk": ["hi", "how are you"]}
+    engine = DialogueEngine(parse_bot_file(bot_file("chatty", "en", dialogues)))
+    assert answer(engine, "hi!") == "About small_talk"
+    assert answer(engine, "hello, how are you") == "About small_talk"
+    assert answer(engine, "hi, when are you open") == "About hours"
 
 
 def test_every_quick_reply_of_the_greeting_leads_to_its_dialogue(
