@@ -32,6 +32,9 @@ MAX_ID_LENGTH = 64
 # Times are milliseconds since 1970; this is in the year 5138.
 MAX_MILLISECONDS = 10**14
 ATTACHMENT_KIND = re.compile(r"^[a-z_]{1,20}$")
+# What neither database stores in text or JSON: NUL, and half of a
+# surrogate pair (a JSON escape may hold one).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class SignatureError(Exception):
@@ -296,7 +299,7 @@ def attachment_url(kind: str, url: Any) -> str | None:
     # A location's link carries its coordinates: not kept.
     if kind == "location" or not isinstance(url, str):
         return None
-    if not url.startswith("https://") or len(url) > 2000:
+    if not url.startswith("https://") or len(url) > 2000 or UNSTORABLE.search(url):
         return None
     return url
 
@@ -317,7 +320,7 @@ def _string(data: dict[str, Any], key: str, path: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value:
         raise PayloadError(path, "must be a non-empty string")
-    return value
+    return storable(value)
 
 
 def _optional_string(data: dict[str, Any], key: str, path: str) -> str | None:
@@ -326,7 +329,12 @@ def _optional_string(data: dict[str, Any], key: str, path: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise PayloadError(path, "must be a string")
-    return value
+    return storable(value)
+
+
+def storable(text: str) -> str:
+    """Replace the characters no database stores with U+FFFD."""
+    return UNSTORABLE.sub("\ufffd", text)
 
 
 def _identifier(
@@ -337,6 +345,8 @@ def _identifier(
         value = str(value)
     if not isinstance(value, str) or not value or len(value) > limit:
         raise PayloadError(path, f"must be an id of at most {limit} characters")
+    if UNSTORABLE.search(value):
+        raise PayloadError(path, "must be an id without NUL or lone surrogates")
     return value
 
 

@@ -97,3 +97,13 @@ def test_deliveries_share_a_commit_while_they_hold_a_thousand_events() -> None:
     assert deliveries_committer.batch_length([one] * 80) == 50
     # A delivery of more than a thousand events still goes, alone.
     assert deliveries_committer.batch_length([[event] * 1001, one]) == 1
+
+
+def test_a_text_with_a_nul_and_half_an_emoji_is_stored(
+    connected_page: FacebookPage,
+) -> None:
+    escaped = {b'"when are you open"': b'"open\\u0000now \\ud83d?"'}
+
+    assert store("messages__text", time.time(), escaped) == 1
+
+    assert Message.objects.get().content["text"] == "open\ufffdnow \ufffd?"

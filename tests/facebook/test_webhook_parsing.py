@@ -153,6 +153,35 @@ def test_a_malformed_event_is_skipped_and_logged(
     ]
 
 
+def test_characters_no_database_stores_are_replaced_in_texts() -> None:
+    # A NUL and half of an emoji's surrogate pair, as JSON escapes them.
+    body = fixture_bytes("messages__text").replace(
+        b'"when are you open"', b'"open\\u0000now \\ud83d?"'
+    )
+
+    [event] = parse_payload(json.loads(body)).events
+
+    assert isinstance(event, IncomingMessage)
+    assert event.inbound.text == "open\ufffdnow \ufffd?"
+
+
+def test_an_id_no_database_stores_makes_its_event_malformed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = fixture_bytes("messages__text").replace(
+        b'"7311290341929401"', b'"73112903\\ud83d41929401"'
+    )
+
+    with caplog.at_level(logging.WARNING, logger="gateway.facebook"):
+        payload = parse_payload(json.loads(body))
+
+    assert payload.events == () and payload.malformed == 1
+    assert caplog.messages == [
+        "skipped malformed event: entry[0].messaging[0].sender.id: must be "
+        "an id without NUL or lone surrogates"
+    ]
+
+
 def test_the_event_tables_do_not_overlap() -> None:
     assert not set(HANDLED_EVENTS) & set(ACKNOWLEDGED_EVENTS)
 
