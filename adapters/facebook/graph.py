@@ -200,14 +200,17 @@ def classify_error(
     code = _int_or_none(error.get("code"))
     subcode = _int_or_none(error.get("error_subcode"))
     ids = {"code": code, "subcode": subcode}
-    label = f"Graph error {code}" + (f"/{subcode}" if subcode else "")
+    label = "Graph error " + ("without a code" if code is None else str(code))
+    label += f"/{subcode}" if subcode else ""
     if code in TOKEN_CODES:
         return GraphError(Failure.TOKEN_INVALID, f"{TOKEN_CODES[code]} ({label})",
                           **ids)
-    if code in THROTTLE_CODES:
+    if code in THROTTLE_CODES or status == 429:
+        # HTTP 429 asks to slow down, whatever error it carries.
+        description = THROTTLE_CODES.get(code or 0, "Graph API answered HTTP 429")
         return GraphError(
             Failure.THROTTLED,
-            f"{THROTTLE_CODES[code]} ({label})",
+            f"{description} ({label})",
             retry_after=regain,
             **ids,
         )

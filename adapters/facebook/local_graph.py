@@ -6,7 +6,8 @@ Send API's limits with Graph's error 100, records every call, and answers
 with ids and errors shaped like Graph's. Faults queued with `add_fault` (or
 POST /__local/faults) answer the next calls: rate limits with usage
 headers, an expired token, a person who is unavailable, server errors,
-slow answers, answers whose usage headers say the budget is nearly spent.
+slow answers, answers whose usage headers say the budget is nearly spent,
+or any HTTP status with any Graph error object (`graph_error`).
 Profiles come back with more fields than asked for, holding PROFILE_MARKER,
 so a test can prove they were not kept.
 
@@ -62,6 +63,9 @@ FAULTS: dict[str, tuple[int, dict[str, Any] | None]] = {
 # Faults that answer as usual, only late ("slow") or with usage headers
 # that say the budget is nearly spent ("high_usage").
 SUCCESS_FAULTS = ("slow", "high_usage")
+# A fault of any shape: its `status` and `error` (Graph's error object, or
+# None for a body that is not JSON) are given with it.
+GRAPH_ERROR = "graph_error"
 FAULT_TARGETS = ("message", "action", "profile")
 MAX_FAULT_DELAY = 60.0
 # The Send API's limits, which it answers with error 100 when exceeded.
@@ -81,6 +85,15 @@ class Fault:
     regain_minutes: int = 0
     # "message" (sends with a message), "action" (typing), "profile".
     applies_to: str = "message"
+    # Of a graph_error: the HTTP status, and the error object or None.
+    status: int = 0
+    error: dict[str, Any] | None = None
+
+    def answer(self) -> tuple[int, dict[str, Any] | None]:
+        """The HTTP status and Graph error this fault answers with."""
+        if self.kind == GRAPH_ERROR:
+            return self.status, self.error
+        return FAULTS[self.kind]
 
 
 def read_fault(data: Any) -> Fault:
@@ -90,12 +103,15 @@ def read_fault(data: Any) -> Fault:
     """
     if not isinstance(data, dict):
         raise ValueError("a fault is a JSON object")
-    unknown = set(data) - {"kind", "delay", "regain_minutes", "applies_to"}
+    options = {"kind", "delay", "regain_minutes", "applies_to"}
+    kind = data.get("kind")
+    if kind == GRAPH_ERROR:
+        options |= {"status", "error"}
+    unknown = set(data) - options
     if unknown:
         raise ValueError(f"unknown fault options: {', '.join(sorted(unknown))}")
-    kind = data.get("kind")
-    if kind not in FAULTS and kind not in SUCCESS_FAULTS:
-        known = ", ".join([*FAULTS, *SUCCESS_FAULTS])
+    if kind not in FAULTS and kind not in SUCCESS_FAULTS and kind != GRAPH_ERROR:
+        known = ", ".join([*FAULTS, *SUCCESS_FAULTS, GRAPH_ERROR])
         raise ValueError(f"unknown fault kind {kind!r}; known: {known}")
     delay = data.get("delay", 0.0)
     if not isinstance(delay, int | float) or not 0 <= delay <= MAX_FAULT_DELAY:
@@ -106,7 +122,23 @@ def read_fault(data: Any) -> Fault:
     applies_to = data.get("applies_to", "message")
     if applies_to not in FAULT_TARGETS:
         raise ValueError(f"applies_to must be one of {', '.join(FAULT_TARGETS)}")
-    return Fault(kind, float(delay), regain, applies_to)
+    fault = Fault(kind, float(delay), regain, applies_to)
+    if kind == GRAPH_ERROR:
+        fault.status, fault.error = read_graph_error(data)
+    return fault
+
+
+def read_graph_error(data: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+    """Validate the status and error object of a graph_error fault."""
+    status = data.get("status")
+    if isinstance(status, bool) or not isinstance(status, int) or not (
+        400 <= status <= 599
+    ):
+        raise ValueError("a graph_error needs a status from 400 to 599")
+    error = data.get("error")
+    if error is not None and not isinstance(error, dict):
+        raise ValueError("error must be Graph's error object, or null")
+    return status, error
 
 
 def send_problem(body: dict[str, Any]) -> str | None:
@@ -329,21 +361,26 @@ class GraphHandler(BaseHTTPRequestHandler):
             self.graph_error(400, {"code": 100, "message": problem})
             return
         applies_to = "message" if "message" in body else "action"
-        status, headers = self.apply_fault(applies_to)
-        self.record("POST", "me/messages", page_id, body, status or 200)
-        if status:
+        fault = self.take_fault(applies_to)
+        # Recorded before answering: the caller may look once answered.
+        self.record("POST", "me/messages", page_id, body, fault_status(fault))
+        if fault is not None and fault_status(fault) != 200:
+            self.answer_fault(fault)
             return
+        headers = usage_headers(fault) if fault else {}
         answer = {"recipient_id": body["recipient"]["id"]}
         if "message" in body:
             answer["message_id"] = "m_" + secrets.token_urlsafe(64)
         self.answer(200, answer, headers)
 
     def profile(self, page_id: str, psid: str, query: dict[str, str]) -> None:
-        status, headers = self.apply_fault("profile")
+        fault = self.take_fault("profile")
         self.record("GET", psid, page_id, {"fields": query.get("fields", "")},
-                    status or 200)
-        if status:
+                    fault_status(fault))
+        if fault is not None and fault_status(fault) != 200:
+            self.answer_fault(fault)
             return
+        headers = usage_headers(fault) if fault else {}
         self.answer(200, {
             "id": psid,
             "name": f"Person {psid[-4:]}",
@@ -356,25 +393,20 @@ class GraphHandler(BaseHTTPRequestHandler):
             "email": f"{PROFILE_MARKER}-email@example.com",
         }, headers)
 
-    def apply_fault(self, applies_to: str) -> tuple[int, dict[str, str]]:
-        """Apply the next queued fault, if any.
-
-        Return the status it answered with (0 if the call is to be answered
-        as usual) and the headers a usual answer carries.
-        """
+    def take_fault(self, applies_to: str) -> Fault | None:
+        """Take the next queued fault for this call, after its delay."""
         fault = self.state.take_fault(applies_to)
-        if fault is None:
-            return 0, {}
-        if fault.delay:
+        if fault is not None and fault.delay:
             time.sleep(fault.delay)
-        if fault.kind in SUCCESS_FAULTS:
-            return 0, usage_headers(fault)
-        status, error = FAULTS[fault.kind]
+        return fault
+
+    def answer_fault(self, fault: Fault) -> None:
+        """Answer with the failure a fault stands for."""
+        status, error = fault.answer()
         if error is None:
             self.answer_raw(status, b"<html>Internal Server Error</html>", "text/html")
         else:
             self.graph_error(status, error, usage_headers(fault))
-        return status, {}
 
     def record(self, method: str, path: str, page_id: str, body: dict[str, Any],
                status: int) -> None:
@@ -426,11 +458,21 @@ class GraphHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def fault_status(fault: Fault | None) -> int:
+    """The status a call answers with under this fault (200: as usual)."""
+    if fault is None or fault.kind in SUCCESS_FAULTS:
+        return 200
+    return fault.answer()[0]
+
+
 def usage_headers(fault: Fault) -> dict[str, str]:
     """The usage headers Graph adds when a budget is (nearly) spent."""
+    limited = fault.kind in ("rate_limit", "app_rate_limit") or (
+        fault.kind == GRAPH_ERROR and fault.regain_minutes > 0
+    )
     if fault.kind == "high_usage":
         spent = 96
-    elif fault.kind in ("rate_limit", "app_rate_limit"):
+    elif limited:
         spent = 100
     else:
         return {}

@@ -309,3 +309,49 @@ def test_a_reply_waits_for_an_indicator_already_on_its_way(
 
     typing, send = local_graph.calls()[:2]
     assert "sender_action" in typing.body and "message" in send.body
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "effect"),
+    [
+        (500, 1200, "retried"),
+        (400, 1200, "retried"),
+        (400, 2, "retried"),
+        (403, 4, "page held"),
+        (403, 17, "page held"),
+        (400, 32, "page held"),
+        (400, 613, "page held"),
+        (400, 80001, "page held"),
+        (400, 80006, "page held"),
+        (429, None, "page held"),
+        (400, 190, "token marked invalid"),
+        (403, 10, "failed"),
+        (403, 200, "failed"),
+        (400, 551, "failed"),
+        (400, 100, "failed"),
+    ],
+)
+def test_what_each_graph_error_does_to_the_message_and_the_page(
+    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph,
+    status: int, code: int | None, effect: str,
+) -> None:
+    graph_error = None if code is None else {"code": code, "is_transient": False}
+    local_graph.add_fault("graph_error", status=status, error=graph_error)
+
+    with pytest.raises((TemporaryDeliveryError, PermanentDeliveryError)) as raised:
+        adapter.deliver(queued(conversation, Reply("Hello")))
+
+    page = FacebookPage.objects.get()
+    failure = raised.value
+    temporary = isinstance(failure, TemporaryDeliveryError)
+    held = isinstance(failure, TemporaryDeliveryError) and failure.throttled
+    outcome = {
+        (True, False, False): "retried",
+        (True, True, False): "page held",
+        (False, False, True): "token marked invalid",
+        (False, False, False): "failed",
+    }[(temporary, held, page.token_invalid_since is not None)]
+    assert outcome == effect
+    assert (page.throttled_until is not None) == (effect == "page held")
+    if isinstance(failure, PermanentDeliveryError) and page.token_invalid_since:
+        assert page.token_error == failure.reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from adapters.facebook.graph import Failure, GraphClient, GraphError, read_usage
@@ -58,6 +60,122 @@ def test_graph_errors_are_classified(
 
     assert raised.value.failure is failure
     assert raised.value.code == code
+
+
+def error(code: int | None, subcode: int | None = None, *,
+          transient: bool | None = None) -> dict[str, Any]:
+    """A Graph error object as Graph shapes it."""
+    shaped: dict[str, Any] = {"message": f"(#{code}) from the local Graph",
+                              "type": "OAuthException"}
+    if code is not None:
+        shaped["code"] = code
+    if subcode is not None:
+        shaped["error_subcode"] = subcode
+    if transient is not None:
+        shaped["is_transient"] = transient
+    return shaped
+
+
+RETRY, THROTTLED = Failure.RETRY, Failure.THROTTLED
+TOKEN_INVALID, PERMANENT = Failure.TOKEN_INVALID, Failure.PERMANENT
+
+
+@pytest.mark.parametrize(
+    ("status", "graph_error", "failure", "reason"),
+    [
+        # Temporary: retried whatever the status and is_transient say.
+        (500, error(1200, transient=True), RETRY,
+         "temporary send error (Graph error 1200)"),
+        (400, error(1200, transient=False), RETRY,
+         "temporary send error (Graph error 1200)"),
+        (503, error(2, transient=True), RETRY,
+         "Graph service unavailable (Graph error 2)"),
+        (400, error(2, transient=False), RETRY,
+         "Graph service unavailable (Graph error 2)"),
+        (400, error(9999, transient=True), RETRY,
+         "temporary Graph error (Graph error 9999)"),
+        (502, error(9999), RETRY, "Graph server error (Graph error 9999)"),
+        # Rate limits: the page backs off.
+        (403, error(4), THROTTLED, "app rate limit (Graph error 4)"),
+        (403, error(17), THROTTLED, "user rate limit (Graph error 17)"),
+        (400, error(32), THROTTLED, "page rate limit (Graph error 32)"),
+        (400, error(613), THROTTLED, "rate limit (Graph error 613)"),
+        (400, error(613, 2018022), THROTTLED, "rate limit (Graph error 613/2018022)"),
+        (400, error(613, 1893016, transient=False), THROTTLED,
+         "rate limit (Graph error 613/1893016)"),
+        (400, error(80001), THROTTLED, "page rate limit (Graph error 80001)"),
+        (400, error(80006), THROTTLED, "Messenger rate limit (Graph error 80006)"),
+        (429, None, THROTTLED, "Graph API answered HTTP 429"),
+        (429, error(1, transient=True), THROTTLED,
+         "Graph API answered HTTP 429 (Graph error 1)"),
+        (429, error(None), THROTTLED,
+         "Graph API answered HTTP 429 (Graph error without a code)"),
+        # The token: the page is marked, the owner reconnects it.
+        (400, error(190), TOKEN_INVALID,
+         "page access token expired or invalid (Graph error 190)"),
+        (400, error(190, 463), TOKEN_INVALID,
+         "page access token expired or invalid (Graph error 190/463)"),
+        (401, error(190, 460), TOKEN_INVALID,
+         "page access token expired or invalid (Graph error 190/460)"),
+        # Permanent: the message fails with the reason.
+        (403, error(10, 2018278), PERMANENT,
+         "permission denied (Graph error 10/2018278)"),
+        (403, error(200), PERMANENT, "permission missing (Graph error 200)"),
+        (403, error(299), PERMANENT, "permission missing (Graph error 299)"),
+        (400, error(551, 1545041), PERMANENT,
+         "person not available (Graph error 551/1545041)"),
+        (400, error(100), PERMANENT, "invalid parameter (Graph error 100)"),
+        (500, error(100, transient=False), PERMANENT,
+         "invalid parameter (Graph error 100)"),
+        (400, error(9999), PERMANENT, "refused by Graph (Graph error 9999)"),
+        (404, None, PERMANENT, "Graph API answered HTTP 404"),
+    ],
+)
+def test_every_graph_error_is_classified_with_its_reason(
+    client: GraphClient,
+    local_graph: LocalGraph,
+    status: int,
+    graph_error: dict[str, Any] | None,
+    failure: Failure,
+    reason: str,
+) -> None:
+    local_graph.add_fault("graph_error", status=status, error=graph_error)
+
+    with pytest.raises(GraphError) as raised:
+        client.send(PAGE_TOKEN, MESSAGE)
+
+    assert (raised.value.failure, raised.value.reason) == (failure, reason)
+    [call] = local_graph.calls()
+    assert call.answered_status == status
+
+
+def test_a_graph_error_fault_takes_the_usage_headers_of_a_limit(
+    client: GraphClient, local_graph: LocalGraph
+) -> None:
+    local_graph.add_fault("graph_error", status=400, error=error(32),
+                          regain_minutes=4)
+
+    with pytest.raises(GraphError) as raised:
+        client.send(PAGE_TOKEN, MESSAGE)
+
+    assert raised.value.failure is THROTTLED and raised.value.retry_after == 240
+
+
+@pytest.mark.parametrize(
+    ("options", "refusal"),
+    [
+        ({}, "a graph_error needs a status from 400 to 599"),
+        ({"status": 200}, "a graph_error needs a status from 400 to 599"),
+        ({"status": 400, "error": [1]}, "error must be Graph's error object"),
+    ],
+)
+def test_a_graph_error_fault_is_checked(
+    local_graph: LocalGraph, options: dict[str, Any], refusal: str
+) -> None:
+    with pytest.raises(ValueError, match=refusal):
+        local_graph.add_fault("graph_error", **options)
+    with pytest.raises(ValueError, match="unknown fault options: status"):
+        local_graph.add_fault("server_error", status=500)
 
 
 def test_a_rate_limit_honours_the_usage_headers(
