@@ -6,7 +6,8 @@ import re
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -18,6 +19,12 @@ from adapters.facebook.pages import (
 from storage.models import Bot, Contact, Conversation, FacebookPage, Membership, Message
 
 PAGE_ID = re.compile(r"^[0-9]{1,64}$")
+NOT_CHECKED_WARNING = (
+    "FACEBOOK_APP_SECRET is not set, so the page's token was NOT checked with "
+    "the Graph API and the page was not subscribed to the webhook's events. "
+    "The webhook answers 503 until the secret is set; then enter the token "
+    "again."
+)
 # What a bot's owners may change themselves; the rest comes from the bot
 # file, through importbot.
 OWNER_EDITABLE_BOT_FIELDS = ("human_agent_tag", "human_hold_seconds")
@@ -111,8 +118,11 @@ class FacebookPageForm(forms.ModelForm):
 
     The token is never shown again; a new one replaces it. Graph checks
     that the token is the page's and subscribes the page, as
-    connectfacebook does.
+    connectfacebook does; while FACEBOOK_APP_SECRET is unset (Graph calls
+    need it), the token is stored unchecked and the admin says so.
     """
+
+    token_unchecked = False
 
     access_token = forms.CharField(
         label="Page access token",
@@ -140,7 +150,9 @@ class FacebookPageForm(forms.ModelForm):
             if self.instance.pk is None:
                 self.add_error("access_token", "A new page needs its token.")
             return data
-        if page_id:
+        if page_id and not settings.FACEBOOK_APP_SECRET:
+            self.token_unchecked = True
+        elif page_id:
             try:
                 check_page_token(token, page_id)
             except PageTokenError as error:
@@ -176,6 +188,13 @@ class FacebookPageAdmin(MemberScopedAdmin):
         if obj is None:
             return self.readonly_fields
         return ["page_id", *self.readonly_fields]
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: Any, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        if getattr(form, "token_unchecked", False):
+            self.message_user(request, NOT_CHECKED_WARNING, level=messages.WARNING)
 
 
 @admin.register(Contact)

@@ -133,3 +133,34 @@ def test_owners_see_their_pages_but_do_not_add_or_change_them(
     assert page.status_code == 200
     assert b'name="access_token"' not in page.content
     assert client.get(ADD_URL).status_code == 403
+
+
+def test_without_the_app_secret_a_page_is_added_unchecked_with_a_warning(
+    shop_bot: Bot, facebook_settings: Any, local_graph: LocalGraph
+) -> None:
+    facebook_settings.FACEBOOK_APP_SECRET = ""
+    client = admin_client()
+
+    answer = submit(client, ADD_URL, {"bot": shop_bot.pk, "page_id": PAGE_ID,
+                                      "access_token": PAGE_TOKEN})
+
+    assert answer.status_code == 302
+    page = FacebookPage.objects.get()
+    assert page_access_token(PAGE_ID, page.access_token_encrypted) == PAGE_TOKEN
+    assert local_graph.calls() == []
+    shown = client.get(answer["Location"]).content.decode()
+    assert "the page&#x27;s token was NOT checked with the Graph API" in shown
+    assert "The webhook answers 503 until the secret is set" in shown
+
+
+def test_with_the_app_secret_a_token_graph_does_not_know_is_refused(
+    shop_bot: Bot, facebook_settings: Any, local_graph: LocalGraph
+) -> None:
+    answer = submit(admin_client(), ADD_URL, {
+        "bot": shop_bot.pk, "page_id": PAGE_ID,
+        "access_token": "EAAGnotAPageTokenAtAll",
+    })
+
+    assert answer.status_code == 200
+    assert "the Graph API refused the token" in answer.content.decode()
+    assert not FacebookPage.objects.exists()

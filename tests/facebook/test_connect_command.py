@@ -100,3 +100,64 @@ def test_an_unknown_bot_is_refused(
 
     with pytest.raises(CommandError, match="no bot with slug 'nope'"):
         connect("nope", "--page-id", PAGE_ID, "--offline")
+
+
+def run_command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "manage.py", "connectfacebook", "shop", "--page-id", PAGE_ID,
+         *args],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=60,
+        check=False,
+    )
+
+
+def test_without_the_app_secret_the_page_is_connected_unchecked(
+    shop_bot: Bot, local_graph: LocalGraph
+) -> None:
+    env = process_env({"FACEBOOK_GRAPH_URL": local_graph.base_url,
+                       "FACEBOOK_PAGE_ACCESS_TOKEN": PAGE_TOKEN})
+    env.pop("FACEBOOK_APP_SECRET", None)
+
+    done = run_command(env)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"slug": "shop", "page_id": PAGE_ID,
+                                       "token_hint": "…" + PAGE_TOKEN[-4:],
+                                       "created": True}
+    assert "FACEBOOK_APP_SECRET is not set: the token was NOT checked" in done.stderr
+    assert "webhook answers 503" in done.stderr
+    assert PAGE_TOKEN not in done.stdout + done.stderr
+    page = FacebookPage.objects.get()
+    assert page_access_token(PAGE_ID, page.access_token_encrypted) == PAGE_TOKEN
+    assert local_graph.calls() == []
+
+
+def test_with_the_app_secret_a_token_graph_does_not_know_is_refused(
+    shop_bot: Bot, local_graph: LocalGraph
+) -> None:
+    env = process_env({"FACEBOOK_APP_SECRET": APP_SECRET,
+                       "FACEBOOK_GRAPH_URL": local_graph.base_url,
+                       "FACEBOOK_PAGE_ACCESS_TOKEN": "EAAGnotAPageTokenAtAll"})
+
+    done = run_command(env)
+
+    assert done.returncode == 1
+    assert ("the Graph API refused the token: page access token expired or "
+            "invalid (Graph error 190)") in done.stderr
+    assert "EAAGnotAPageTokenAtAll" not in done.stdout + done.stderr
+    assert not FacebookPage.objects.exists()
+
+
+def test_offline_stores_the_token_unchecked_and_says_so(
+    shop_bot: Bot, facebook_settings: Any, monkeypatch: pytest.MonkeyPatch,
+    local_graph: LocalGraph,
+) -> None:
+    monkeypatch.setenv("FACEBOOK_PAGE_ACCESS_TOKEN", "EAAGnotAPageTokenAtAll")
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command("connectfacebook", "shop", "--page-id", PAGE_ID, "--offline",
+                 stdout=out, stderr=err)
+
+    assert json.loads(out.getvalue())["created"] is True
+    assert err.getvalue().startswith("--offline: the token was NOT checked")
+    assert local_graph.calls() == []
