@@ -70,6 +70,7 @@ SEARCH_SPACE: dict[str, tuple[float, ...]] = {
     "edit_penalty": (0.6, 0.9, 1.2),
     "near_exact_factor": (0.5, 0.7),
     "affix_similarity": (0.4, 0.5, 0.6),
+    "related_similarity": (0.5, 0.7, 0.9),
 }
 THRESHOLDS = [step / 100 for step in range(36, 72, 2)]
 MARGINS = (0.0, 0.02, 0.04, 0.06, 0.08)

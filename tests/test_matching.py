@@ -6,12 +6,14 @@ import pytest
 
 from botcore.matching import (
     FuzzyVocabulary,
+    MatchSettings,
     SampleIndex,
     TextAnalyser,
     allowed_edits,
     base_language,
     deletions,
     edit_distance,
+    related_terms,
 )
 
 SHOP_SAMPLES = [
@@ -411,3 +413,141 @@ def test_other_languages_match_without_stemming_or_stop_words() -> None:
     assert index.match("Offnungszeiten?").label == "hours"
     assert index.match("öfnungszeiten").label == "hours"
     assert index.match("wetter").label is None
+
+
+# Related words of the lexicon
+
+SERVICE_SAMPLES = [
+    ("prices", ["price list", "how much is a membership"]),
+    ("cancel", ["cancel my membership", "cancel my subscription"]),
+    ("access", ["is there an elevator", "wheelchair access"]),
+    ("hours", ["opening hours", "when are you open"]),
+    ("account", ["I can't log in", "reset password"]),
+    ("jobs", ["job vacancies", "work for you"]),
+    ("pets", ["are dogs allowed", "bring my dog"]),
+]
+
+TJENESTE_SAMPLES = [
+    ("priser", ["hva koster det", "prisliste"]),
+    ("avbestille", ["avbestille timen", "avbestille abonnement"]),
+    ("levering", ["hvor lang er leveringstiden", "levering hjem"]),
+    ("redd", ["jeg er redd for tannlegen"]),
+    ("barn", ["tilbud for barn", "barn under 12"]),
+    ("bursdag", ["feiring av bursdag"]),
+]
+
+
+@pytest.fixture(scope="module")
+def service() -> SampleIndex:
+    return SampleIndex(SERVICE_SAMPLES, "en")
+
+
+@pytest.fixture(scope="module")
+def tjeneste() -> SampleIndex:
+    return SampleIndex(TJENESTE_SAMPLES, "nb")
+
+
+@pytest.mark.parametrize(
+    ("bot", "query", "label"),
+    [
+        # a related word the samples lack
+        ("service", "what is the monthly fee", "prices"),
+        ("service", "how much does it cost", "prices"),
+        ("service", "do you have a lift", "access"),
+        ("service", "how do I stop my subscription", "cancel"),
+        ("service", "terminate membership", "cancel"),
+        ("service", "careers?", "jobs"),
+        ("service", "can I bring my cat", "pets"),
+        ("tjeneste", "hva er prisen", "priser"),
+        ("tjeneste", "kansellere abonnementet", "avbestille"),
+        ("tjeneste", "hvor lang er frakten", "levering"),
+        ("tjeneste", "jeg gruer meg til tannlegen", "redd"),
+        ("tjeneste", "rabatt for ungene", "barn"),
+        # a typo of a related word
+        ("service", "do you have an elevater or lift", "access"),
+        # written apart, as the lexicon knows the word ("sign in")
+        ("service", "I cannot sign in", "account"),
+        # chat shorthand and nynorsk function words are not topics
+        ("service", "r u open", "hours"),
+        ("service", "wat time r u open", "hours"),
+        ("tjeneste", "kor mykje kostar det", "priser"),
+        ("tjeneste", "e det tilbud for barn", "barn"),
+        # a Norwegian compound with a linking letter
+        ("tjeneste", "bursdagsfeiring", "bursdag"),
+    ],
+)
+def test_related_words_find_their_label(
+    request: pytest.FixtureRequest, bot: str, query: str, label: str
+) -> None:
+    index: SampleIndex = request.getfixturevalue(bot)
+    assert index.match(query).label == label
+
+
+@pytest.mark.parametrize(
+    ("bot", "query"),
+    [
+        # words about the same subject are not related
+        ("service", "can I take the train"),
+        ("service", "do you sell dog food"),
+        ("service", "what is the price of a car"),
+        ("tjeneste", "hva koster en ny bil"),
+        ("tjeneste", "når går toget"),
+    ],
+)
+def test_related_words_do_not_bring_in_other_topics(
+    request: pytest.FixtureRequest, bot: str, query: str
+) -> None:
+    index: SampleIndex = request.getfixturevalue(bot)
+    assert index.match(query).label is None
+
+
+def test_the_lexicon_relates_stems_both_ways() -> None:
+    english = related_terms("en")
+    stem = TextAnalyser("en").stem
+    assert stem("price") in english[stem("fees")]
+    assert stem("fees") in english[stem("price")]
+    assert stem("lift") in english[stem("elevator")]
+    assert stem("price") not in english[stem("price")]
+    norwegian = related_terms("nb-NO")
+    assert TextAnalyser("nb").stem("pris") in norwegian["kostnad"]
+    assert related_terms("de") == {}
+
+
+def test_a_related_word_counts_less_than_the_word_itself() -> None:
+    stem = TextAnalyser("en").stem
+    fee, price = stem("fee"), stem("price")
+    index = SampleIndex([("prices", ["price list"]), ("fees", ["late fee"])], "en")
+    found = dict(index.query_terms("fee")[0].candidates)
+    assert found[fee] == 1.0
+    assert 0 < found[price] < MatchSettings().related_similarity
+    assert index.match("late fee").label == "fees"
+    unknown = SampleIndex([("prices", ["price list"])], "en").query_terms("fee")
+    assert dict(unknown[0].candidates)[price] == MatchSettings().related_similarity
+
+
+def test_a_word_of_the_lexicon_is_not_taken_for_a_typo() -> None:
+    index = SampleIndex(
+        [("access", ["is there an elevator"]), ("prices", ["price list"])], "en"
+    )
+    candidates = dict(index.query_terms("lift")[0].candidates)
+    assert candidates["elevator"] > candidates["list"]
+    assert index.match("do you have a lift").label == "access"
+
+
+@pytest.mark.parametrize(
+    ("query", "terms"),
+    [
+        ("bursdagsfeiring", ["bursdag", "feir"]),
+        ("parkeringsplass", ["parker", "plass"]),
+        ("parkeringplass", ["parker", "plass"]),
+        ("parkeringsxplass", ["parkeringsxplass"]),
+    ],
+)
+def test_a_norwegian_compound_splits_at_a_linking_letter(
+    query: str, terms: list[str]
+) -> None:
+    index = SampleIndex(
+        [("bursdag", ["feiring av bursdag"]), ("parkering", ["parkering", "plass"])],
+        "nb",
+    )
+    assert [term.term for term in index.query_terms(query)] == terms
