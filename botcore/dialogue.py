@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from botcore.botfile import BotDefinition, Dialogue
 from botcore.greetings import GreetingDetector
 from botcore.matching import Match, MatchSettings, SampleIndex
@@ -24,10 +26,15 @@ class DialogueEngine:
             settings,
         )
         self.greetings = GreetingDetector(self.index.analyser)
-        # An owner who wrote greetings as samples wants those dialogues.
-        self.samples_greet = any(
+
+    @cached_property
+    def samples_greet(self) -> bool:
+        """Tell whether the owner wrote greetings as samples, wanting those
+        dialogues to answer them."""
+        # Read when the first greeting comes, not on every build.
+        return any(
             self.greetings.only_greets(sample)
-            for dialogue in definition.dialogues
+            for dialogue in self.definition.dialogues
             for sample in dialogue.samples
         )
 
