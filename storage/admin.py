@@ -8,13 +8,22 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.urls import URLPattern, path, reverse
 
 from adapters.facebook.pages import (
     PageTokenError,
     check_page_token,
     sealed_token_fields,
+)
+from storage.human_replies import (
+    MAX_HUMAN_REPLY_LENGTH,
+    HumanReplyError,
+    queue_human_reply,
 )
 from storage.models import Bot, Contact, Conversation, FacebookPage, Membership, Message
 
@@ -232,8 +241,65 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(MemberScopedAdmin):
+    """The history of a conversation, and a form to answer as a person."""
+
     list_display = ["pk", "bot", "channel", "created_at", "last_inbound_at"]
     list_filter = ["channel"]
     inlines = [MessageInline]
     readonly_fields = ["bot", "channel", "contact", "created_at", "last_inbound_at"]
     exclude = ["claimed_until", "claimed_by"]
+
+    def get_urls(self) -> list[URLPattern]:
+        reply = path(
+            "<path:object_id>/reply/",
+            self.admin_site.admin_view(self.human_reply_view),
+            name="storage_conversation_reply",
+        )
+        return [reply, *super().get_urls()]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        conversation = self.get_object(request, unquote(object_id))
+        if conversation is not None and may_reply(request, conversation):
+            context["human_reply_url"] = reverse(
+                "admin:storage_conversation_reply", args=[quote(conversation.pk)]
+            )
+            context["human_reply_max"] = MAX_HUMAN_REPLY_LENGTH
+        return super().change_view(request, object_id, form_url, context)
+
+    def human_reply_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Queue the reply a member of the bot wrote, then show the history."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        conversation = self.get_object(request, unquote(object_id))
+        if conversation is None or not may_reply(request, conversation):
+            raise PermissionDenied
+        try:
+            queue_human_reply(conversation.pk, request.POST.get("text", ""))
+        except HumanReplyError as error:
+            self.message_user(request, str(error), level=messages.ERROR)
+        else:
+            self.message_user(
+                request, "Your reply is queued for delivery; its state shows "
+                "in the history. The bot holds back in this conversation.",
+                level=messages.SUCCESS,
+            )
+        return redirect(
+            "admin:storage_conversation_change", quote(conversation.pk)
+        )
+
+
+def may_reply(request: HttpRequest, conversation: Conversation) -> bool:
+    """Superusers and the bot's owners and collaborators answer as people."""
+    user = request.user
+    if user.is_superuser:
+        return True
+    return Membership.objects.filter(
+        bot_id=conversation.bot_id, user_id=user.pk or 0
+    ).exists()
