@@ -4,7 +4,7 @@ import base64
 import hashlib
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -195,8 +195,9 @@ PUSHER_URL = os.environ.get("PUSHER_URL", "")
 if PUSHER_URL:
     _pusher = urlsplit(PUSHER_URL)
     PUSHER_APP_ID = _pusher.path.rstrip("/").rsplit("/", 1)[-1]
-    PUSHER_KEY = _pusher.username or ""
-    PUSHER_SECRET = _pusher.password or ""
+    # Percent-decoded, as the cloud publisher reads them.
+    PUSHER_KEY = unquote(_pusher.username or "")
+    PUSHER_SECRET = unquote(_pusher.password or "")
 else:
     PUSHER_APP_ID = os.environ.get("PUSHER_APP_ID") or str(
         int(hashlib.sha256(f"app:{SECRET_KEY}".encode()).hexdigest()[:8], 16)

@@ -5,12 +5,18 @@ empty list allows only the gateway's own pages. A request without an
 ``Origin`` header does not come from a page's script (browsers send one on
 every cross-origin request and on every POST), so it is not held to a
 page's rules; its token or web key still is.
+
+Origins are compared as browsers serialize them: scheme and host in lower
+case, without the scheme's default port. A bot file's
+``https://Shop.example:443`` is the page ``https://shop.example``.
 """
 
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
@@ -27,6 +33,32 @@ EXPOSED_HEADERS = b"Retry-After"
 ORIGIN_INDEX_SECONDS = 10.0
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@lru_cache(maxsize=1024)
+def canonical_origin(origin: str) -> str:
+    """Return an origin as a browser writes it; anything else unchanged.
+
+    What is not a plain http(s) origin ("*", "null", a URL with a path)
+    comes back as it was, and so matches only itself.
+    """
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return origin
+    scheme, host = parts.scheme.lower(), parts.hostname
+    extras = parts.username or parts.password or parts.path or parts.query
+    if scheme not in DEFAULT_PORTS or not host or extras or parts.fragment:
+        return origin
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
 def header(scope: dict[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
@@ -39,7 +71,7 @@ def request_origin(scope: dict[str, Any]) -> str | None:
     origin = header(scope, b"origin")
     if not origin:
         return None
-    return origin.rstrip("/")
+    return canonical_origin(origin.rstrip("/"))
 
 
 def own_origin(scope: dict[str, Any]) -> str | None:
@@ -56,7 +88,7 @@ def own_origin(scope: dict[str, Any]) -> str | None:
     scheme = scope.get("scheme", "http")
     if header(scope, b"x-forwarded-proto") == "https":
         scheme = "https"
-    return f"{scheme}://{host.lower()}"
+    return canonical_origin(f"{scheme}://{host}")
 
 
 def cors_headers(origin: str | None) -> Headers:
@@ -99,7 +131,8 @@ class OriginIndex:
 
         origins: set[str] = set()
         for allowed in Bot.objects.values_list("allowed_origins", flat=True):
-            origins.update(item for item in allowed or () if isinstance(item, str))
+            written = [item for item in allowed or () if isinstance(item, str)]
+            origins.update(canonical_origin(item) for item in written)
         self.origins = frozenset(origins)
         self.loaded_at = time.monotonic()
 

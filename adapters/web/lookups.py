@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 
 from django.db import connection
 
+from adapters.web.cors import canonical_origin
 from storage.models import Bot, Conversation
 
 BOT_SECONDS = 10.0
@@ -90,7 +91,9 @@ def forget_all() -> None:
 def _origins(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = json.loads(value)
-    return tuple(item for item in value or () if isinstance(item, str))
+    return tuple(
+        canonical_origin(item) for item in value or () if isinstance(item, str)
+    )
 
 
 def _table(model: Any) -> str:

@@ -148,6 +148,52 @@ async def test_an_empty_list_allows_only_the_gateways_own_pages(bot: Bot) -> Non
     assert_error(answer, 403)
 
 
+@pytest.mark.parametrize(("allowed", "page"), [
+    ("HTTPS://Shop.Example:443", "https://shop.example"),
+    ("https://shop.example", "HTTPS://SHOP.example:443"),
+    ("http://shop.example:80", "http://Shop.Example"),
+    ("http://shop.example:8080", "http://SHOP.EXAMPLE:8080/"),
+])
+async def test_origins_match_whatever_their_case_and_default_port(
+    bot: Bot, allowed: str, page: str
+) -> None:
+    bot.allowed_origins = [allowed]
+    await bot.asave()
+    preflight = await call("OPTIONS", SESSIONS, origin=page, headers=PREFLIGHT)
+    session = await call("POST", SESSIONS, {"bot": bot.web_key}, origin=page)
+    assert session.status == 201, session.body
+    # Echoed as a browser writes it: that is how it sent it.
+    canonical = allowed.lower().removesuffix(":443").removesuffix(":80")
+    assert_readable_by(session, canonical)
+    assert preflight.headers["access-control-allow-origin"] == canonical
+
+
+@pytest.mark.parametrize(("allowed", "page"), [
+    ("https://shop.example", "http://shop.example"),
+    ("https://shop.example", "https://shop.example:80"),
+    ("http://shop.example", "http://shop.example:443"),
+    ("https://shop.example", "https://shop.example.evil"),
+])
+async def test_another_scheme_or_port_is_another_origin(
+    bot: Bot, allowed: str, page: str
+) -> None:
+    bot.allowed_origins = [allowed]
+    await bot.asave()
+    answer = await call("POST", SESSIONS, {"bot": bot.web_key}, origin=page)
+    assert_error(answer, 403)
+    assert_no_cors(answer)
+
+
+async def test_the_gateways_own_page_matches_with_its_default_port(bot: Bot) -> None:
+    bot.allowed_origins = []
+    await bot.asave()
+    with override_settings(ALLOWED_HOSTS=["gateway.test"]):
+        answer = await call("POST", SESSIONS, {"bot": bot.web_key},
+                            origin="http://Gateway.Test:80",
+                            headers=[(b"host", b"GATEWAY.test:80")])
+    assert answer.status == 201, answer.body
+
+
 async def test_a_wildcard_allows_any_page(bot: Bot) -> None:
     bot.allowed_origins = ["*"]
     await bot.asave()
