@@ -51,6 +51,11 @@ BOT_FILE = {
 }
 
 
+# A path both servers answer 404: the request that ends a wrk run, told
+# apart from the deliveries by its status.
+END_OF_RUN_PATH = "/bench-end"
+
+
 async def raw_application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Read the whole body, answer 200: the server's own limit."""
     if scope["type"] != "http":
@@ -59,7 +64,8 @@ async def raw_application(scope: dict[str, Any], receive: Any, send: Any) -> Non
     while more:
         message = await receive()
         more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 200,
+    status = 404 if scope["path"] == END_OF_RUN_PATH else 200
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": b'{"status": "ok"}'})
 
@@ -320,7 +326,7 @@ async def post_open_loop(
 
 def request_bytes(body: bytes) -> bytes:
     return (
-        b"POST /webhooks/facebook HTTP/1.1\r\nHost: bench\r\n"
+        b"POST /webhooks/facebook HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Content-Type: application/json\r\n"
         + f"X-Hub-Signature-256: {signature(body)}\r\n"
           f"Content-Length: {len(body)}\r\n\r\n".encode() + body
