@@ -36,8 +36,7 @@ logger = logging.getLogger("gateway.facebook")
 STANDARD_WINDOW = timedelta(hours=24)
 HUMAN_AGENT_WINDOW = timedelta(days=7)
 HELD_BACK = (
-    "not sent: a person of the page answered in the inbox, so the bot "
-    "holds back"
+    "not sent: a person answered in the conversation, so the bot holds back"
 )
 TARGET_FIELDS = {
     "last_inbound_at": "last_inbound_at",

@@ -15,15 +15,23 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
+from adapters.facebook.channel import HELD_BACK, FacebookAdapter
 from adapters.facebook.local_graph import LocalGraph
-from botcore.messages import Inbound
+from botcore.messages import Inbound, Reply
+from gateway.pipeline.adapters import PermanentDeliveryError
 from gateway.pipeline.inbound import accept_inbound
 from gateway.pipeline.worker import new_worker_id, process_one_conversation
 from storage.bots import import_bot
 from storage.human_replies import MAX_HUMAN_REPLY_LENGTH
 from storage.models import Bot, Contact, Conversation, FacebookPage, Membership, Message
 from tests.conftest import wait_until
-from tests.facebook.conftest import BOT_FILE, PERSON_A, Gateway, post_fixture
+from tests.facebook.conftest import (
+    BOT_FILE,
+    PERSON_A,
+    Gateway,
+    post_fixture,
+    sent_text,
+)
 from tests.web.conftest import call, start_session
 from tests.web.test_channel import subscribe, websocket
 
@@ -219,6 +227,24 @@ def test_the_longest_reply_is_accepted(messenger_chat: Conversation) -> None:
     send_reply(signed_in("alice"), messenger_chat, "é" * MAX_HUMAN_REPLY_LENGTH)
 
     assert Message.objects.get().content["text"] == "é" * MAX_HUMAN_REPLY_LENGTH
+
+
+def test_a_bot_reply_still_queued_on_messenger_gives_way_to_the_person(
+    messenger_chat: Conversation, facebook_settings: Any, local_graph: LocalGraph
+) -> None:
+    queued_by_bot = Message.objects.create(
+        conversation=messenger_chat, channel="facebook", direction="out",
+        author="bot", content=Reply("Queued earlier").as_dict(), state="queued",
+    )
+    member("alice", messenger_chat.bot, Membership.Role.OWNER)
+    send_reply(signed_in("alice"), messenger_chat, REPLY)
+    adapter = FacebookAdapter()
+
+    with pytest.raises(PermanentDeliveryError, match=HELD_BACK):
+        adapter.deliver(queued_by_bot)
+    adapter.deliver(Message.objects.get(author="human"))
+
+    assert [sent_text(call.body) for call in local_graph.sent_messages()] == [REPLY]
 
 
 async def test_a_web_chat_gets_the_reply_like_a_bot_reply_and_the_bot_holds_back(
