@@ -140,6 +140,12 @@ class Conversation(models.Model):
     # handled by one worker at a time, in order, across transactions.
     claimed_until = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=64, blank=True)
+    # When the chat token handed out with a web conversation expires. The
+    # token, and so the chat's Pusher channel, is sealed with it: replies
+    # find the channel from it even after CHAT_TOKEN_TTL changed.
+    chat_token_expires_at = models.DateTimeField(
+        null=True, blank=True, editable=False
+    )
 
     class Meta:
         constraints = [

@@ -177,9 +177,9 @@ class SessionsConsumer(WebApiConsumer):
         conversation = await in_database_thread(chats.start_chat)(
             web_key, self.caller
         )
-        token, expires_at = issue_chat_token(
-            conversation.pk, conversation.bot_id, conversation.created_at
-        )
+        expires_at = conversation.chat_token_expires_at
+        assert expires_at is not None
+        token = issue_chat_token(conversation.pk, conversation.bot_id, expires_at)
         return 201, {
             "token": token,
             "channel": chat_channel(token),

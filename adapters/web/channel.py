@@ -23,7 +23,7 @@ from django.http.request import split_domain_port
 from adapters.web.chats import bot_message_payload
 from adapters.web.cors import header
 from adapters.web.pusher.publish import publish
-from adapters.web.tokens import chat_channels_for
+from adapters.web.tokens import chat_channels_for, token_expiry
 from gateway.pipeline.adapters import ChannelAdapter, TemporaryDeliveryError
 from storage.models import Message
 
@@ -135,9 +135,11 @@ class WebAdapter(ChannelAdapter):
 
     def deliver(self, message: Message) -> str | None:
         conversation = message.conversation
-        channels = chat_channels_for(
-            conversation.pk, conversation.bot_id, conversation.created_at
+        # Chats begun before the expiry was stored: the TTL is today's.
+        expires_at = conversation.chat_token_expires_at or token_expiry(
+            conversation.created_at
         )
+        channels = chat_channels_for(conversation.pk, conversation.bot_id, expires_at)
         publisher = publisher_for(settings.PUSHER_URL)
         for part in split_payload(bot_message_payload(message)):
             try:

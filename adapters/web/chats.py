@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError
+from django.utils import timezone
 
 from adapters.web import lookups, rate_limits
 from adapters.web.lookups import BotEntry
-from adapters.web.tokens import ChatToken
+from adapters.web.tokens import ChatToken, token_expiry
 from botcore.messages import Inbound, Reply
 from gateway.errors import ApiError
 from gateway.pipeline.inbound import Accepted, accept_inbound
@@ -56,7 +57,9 @@ def start_chat(web_key: str, caller: Caller) -> Conversation:
         raise ApiError(404, "unknown_bot", "No bot has this web key.")
     caller.require_allowed_by(bot)
     try:
-        conversation = lookups.insert_conversation(bot.id)
+        conversation = lookups.insert_conversation(
+            bot.id, token_expiry(timezone.now())
+        )
     except IntegrityError:
         # The bot was deleted since it was looked up.
         lookups.forget_all()

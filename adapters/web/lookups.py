@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
@@ -189,9 +190,11 @@ def web_conversation(conversation_id: uuid.UUID) -> ConversationEntry | None:
     return ConversationEntry(conversation_id, bot)
 
 
-def insert_conversation(bot_id: int) -> Conversation:
+def insert_conversation(bot_id: int, token_expires_at: datetime) -> Conversation:
     """Store a new web conversation with one plain INSERT."""
-    conversation = Conversation(bot_id=bot_id, channel="web")
+    conversation = Conversation(
+        bot_id=bot_id, channel="web", chat_token_expires_at=token_expires_at
+    )
     values = [
         field.get_db_prep_save(field.pre_save(conversation, True), connection)
         for field in Conversation._meta.local_concrete_fields

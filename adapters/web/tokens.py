@@ -11,7 +11,10 @@ that keys can be rotated: the first key seals, all of them open.
 
 The nonce is derived from the plaintext (a keyed hash), which makes sealing
 deterministic: the publisher can recompute a conversation's token, and so
-its Pusher channel, without the token ever being stored.
+its Pusher channel, without the token ever being stored. It needs the
+token's expiry for that, which is stored with the conversation: computed
+again from today's CHAT_TOKEN_TTL, it would miss the chats begun under
+another.
 """
 
 from __future__ import annotations
@@ -91,9 +94,9 @@ def token_keys() -> tuple[TokenKey, ...]:
     return _load_keys(tuple(settings.CHAT_TOKEN_KEYS))
 
 
-def token_expiry(created_at: datetime) -> datetime:
-    """Return when the token of a conversation created at that time expires."""
-    issued = int(created_at.timestamp())
+def token_expiry(issued_at: datetime) -> datetime:
+    """Return when a token issued at that time expires, in whole seconds."""
+    issued = int(issued_at.timestamp())
     return datetime.fromtimestamp(issued + settings.CHAT_TOKEN_TTL, tz=UTC)
 
 
@@ -116,22 +119,20 @@ def seal_chat_token(token: ChatToken, key: TokenKey | None = None) -> str:
 
 
 def issue_chat_token(
-    conversation_id: uuid.UUID, bot_id: int, created_at: datetime
-) -> tuple[str, datetime]:
-    """Return the token of a conversation and when it expires."""
-    expires_at = token_expiry(created_at)
-    token = ChatToken(conversation_id, bot_id, expires_at)
-    return seal_chat_token(token), expires_at
+    conversation_id: uuid.UUID, bot_id: int, expires_at: datetime
+) -> str:
+    """Return the token of a conversation that expires at that time."""
+    return seal_chat_token(ChatToken(conversation_id, bot_id, expires_at))
 
 
 def chat_channels_for(
-    conversation_id: uuid.UUID, bot_id: int, created_at: datetime
+    conversation_id: uuid.UUID, bot_id: int, expires_at: datetime
 ) -> list[str]:
     """Return the channel of a conversation under each configured key.
 
     While keys rotate, a chat may hold a token sealed by any of them.
     """
-    token = ChatToken(conversation_id, bot_id, token_expiry(created_at))
+    token = ChatToken(conversation_id, bot_id, expires_at)
     return [chat_channel(seal_chat_token(token, key)) for key in token_keys()]
 
 

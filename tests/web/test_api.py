@@ -258,8 +258,8 @@ async def test_an_unusable_token_is_401_everywhere(bot: Bot) -> None:
     conversation = await Conversation.objects.aget()
     other_bot = await Bot.objects.acreate(slug="other", name="Other")
     token = session["token"]
-    expired, _ = issue_chat_token(
-        conversation.pk, bot.pk, datetime.now(UTC) - timedelta(days=2)
+    expired = issue_chat_token(
+        conversation.pk, bot.pk, datetime.now(UTC) - timedelta(seconds=1)
     )
     other_bots = seal_chat_token(ChatToken(
         conversation.pk, other_bot.pk, datetime.now(UTC) + timedelta(hours=1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.test import override_settings
 
 from adapters.web import channel as web_channel
 from adapters.web.channel import (
@@ -19,11 +22,20 @@ from adapters.web.channel import (
     encode_event,
     split_payload,
 )
+from adapters.web.pusher.hub import stop_hub
 from adapters.web.pusher.signing import sign
 from adapters.web.routing import websocket_urlpatterns
+from adapters.web.tokens import chat_channel, issue_chat_token, token_expiry
 from gateway.pipeline.adapters import TemporaryDeliveryError
 from storage.models import Bot, Conversation, Message
 from tests.web.conftest import call, start_session
+
+
+@pytest.fixture(autouse=True)
+async def stop_pusher_hub() -> AsyncIterator[None]:
+    """Stop the test loop's hub: a hub left on a closed loop holds the layer."""
+    yield
+    await stop_hub()
 
 
 def bot_message(text: str, **extras: Any) -> dict[str, Any]:
@@ -101,7 +113,12 @@ def test_a_reply_goes_to_the_chats_channel_as_listed(
     monkeypatch.setattr(web_channel, "publisher_for", lambda url: publisher)
     WebAdapter().deliver(reply)
     [(channels, data)] = publisher.events
-    assert len(channels) == 1 and channels[0].startswith("private-chat-")
+    # A conversation stored without its token's expiry: today's TTL counts.
+    conversation = reply.conversation
+    token = issue_chat_token(
+        conversation.pk, conversation.bot_id, token_expiry(conversation.created_at)
+    )
+    assert channels == [chat_channel(token)]
     event = json.loads(data)
     assert event["id"] == reply.pk and event["sender"] == "bot"
     assert event["text"] == "Hi"
@@ -159,4 +176,37 @@ async def test_a_forged_subscription_is_refused_and_a_real_one_gets_replies() ->
     event = await communicator.receive_json_from(5)
     assert event["event"] == "message" and event["channel"] == session["channel"]
     assert json.loads(event["data"])["text"] == "Welcome"
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_replies_reach_chats_begun_under_another_token_lifetime() -> None:
+    bot = await Bot.objects.acreate(slug="ttl", name="TTL", allowed_origins=["*"])
+    with override_settings(CHAT_TOKEN_TTL=86_400):
+        session = await start_session(bot.web_key)
+    conversation = await Conversation.objects.aget()
+    assert conversation.chat_token_expires_at == datetime.fromisoformat(
+        session["expires_at"]
+    )
+    communicator, socket_id = await websocket()
+    answer = await call(
+        "POST", "/api/web/v1/pusher/auth",
+        f"socket_id={socket_id}&channel_name={session['channel']}".encode(),
+        token=session["token"], content_type="application/x-www-form-urlencoded",
+    )
+    subscribed = await subscribe(communicator, session["channel"],
+                                 answer.json()["auth"])
+    assert subscribed["event"] == "pusher_internal:subscription_succeeded"
+
+    reply = await Message.objects.acreate(
+        conversation=conversation, channel="web", direction="out", author="bot",
+        state="queued", content={"text": "Still here", "buttons": [],
+                                 "quick_replies": [], "image": None},
+    )
+    # The operator shortens the lifetime of new tokens; this chat's stays.
+    with override_settings(CHAT_TOKEN_TTL=3_600):
+        await sync_to_async(WebAdapter().deliver)(reply)
+    event = await communicator.receive_json_from(5)
+    assert event["event"] == "message" and event["channel"] == session["channel"]
+    assert json.loads(event["data"])["text"] == "Still here"
     await communicator.disconnect()
