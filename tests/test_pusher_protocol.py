@@ -80,13 +80,51 @@ async def test_wrong_key_is_refused_with_4001() -> None:
 
 
 @pytest.mark.parametrize(
-    ("query", "code"), [("client=js", 4008), ("protocol=2", 4007), ("protocol=x", 4007)]
+    ("query", "code", "message"),
+    [
+        ("client=js", 4008, "No protocol version supplied"),
+        ("protocol=&client=js", 4008, "No protocol version supplied"),
+        ("protocol=x", 4006, "Invalid version string format"),
+        ("protocol=7.0", 4006, "Invalid version string format"),
+        ("protocol=-7", 4006, "Invalid version string format"),
+        ("protocol=%D9%A7", 4006, "Invalid version string format"),
+        ("protocol=2", 4007, "Unsupported protocol version"),
+        ("protocol=8", 4007, "Unsupported protocol version"),
+        pytest.param(
+            "protocol=" + "9" * 5000, 4007, "Unsupported protocol version",
+            id="protocol=99…9",
+        ),
+    ],
 )
-async def test_missing_or_old_protocol_is_refused(query: str, code: int) -> None:
+async def test_missing_malformed_or_unsupported_protocol_is_refused(
+    query: str, code: int, message: str
+) -> None:
     error, close = await refused_with(socket_path(query=query))
 
-    assert error["data"]["code"] == code
-    assert close["code"] == code
+    assert error == {"event": "pusher:error", "data": {"code": code, "message": message}}
+    assert close == {"type": "websocket.close", "code": code}
+
+
+@pytest.mark.parametrize("query", ["protocol=5", "protocol=6", "protocol=007"])
+async def test_earlier_protocol_versions_still_connect(query: str) -> None:
+    socket = WebsocketCommunicator(websocket_app, socket_path(query=query))
+    await socket.connect()
+
+    frame = await receive_event(socket)
+
+    assert frame["event"] == "pusher:connection_established"
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize("path", ["/app/", "/app/key/extra", "/", "/apps/1"])
+async def test_any_other_path_is_refused_with_4005(path: str) -> None:
+    error, close = await refused_with(f"{path}?protocol=7")
+
+    assert error == {
+        "event": "pusher:error",
+        "data": {"code": 4005, "message": "Path not found"},
+    }
+    assert close == {"type": "websocket.close", "code": 4005}
 
 
 async def test_public_subscription_receives_published_events() -> None:

@@ -10,7 +10,7 @@ from adapters.web.api import (
 )
 from adapters.web.assets import AssetConsumer
 from adapters.web.pusher.http_api import PusherHttpApi
-from adapters.web.pusher.socket import PusherSocket
+from adapters.web.pusher.socket import PusherSocket, UnknownPathSocket
 
 http_urlpatterns: list[URLPattern] = [
     re_path(
@@ -40,4 +40,5 @@ http_urlpatterns: list[URLPattern] = [
 ]
 websocket_urlpatterns: list[URLPattern] = [
     re_path(r"^app/(?P<key>[^/]+)$", PusherSocket.as_asgi()),
+    re_path(r"", UnknownPathSocket.as_asgi()),
 ]

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 import secrets
 import time
 from typing import Any
@@ -26,6 +27,7 @@ from .signing import constant_time_equal, verify_channel_auth
 logger = logging.getLogger("gateway.pusher")
 
 PROTOCOL_VERSIONS = frozenset({"5", "6", "7"})
+VERSION_FORMAT = re.compile(r"[0-9]+")
 MAX_FRAME_CHARS = 16 * 1024
 MAX_SUBSCRIPTIONS = 100
 CLIENT_EVENTS_PER_SECOND = 10
@@ -68,6 +70,35 @@ def frame_data(frame: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             return {}
     return data if isinstance(data, dict) else {}
+
+
+def protocol_refusal(protocol: str) -> tuple[int, str] | None:
+    """Return the close code and reason that refuse a protocol version."""
+    if not protocol:
+        return 4008, "No protocol version supplied"
+    if not VERSION_FORMAT.fullmatch(protocol):
+        return 4006, "Invalid version string format"
+    # Compared as text: int() of a long string of digits costs, or fails.
+    if protocol.lstrip("0") not in PROTOCOL_VERSIONS:
+        return 4007, "Unsupported protocol version"
+    return None
+
+
+def error_frame(message: str, code: int | None) -> str:
+    error = {"event": "pusher:error", "data": {"code": code, "message": message}}
+    return json.dumps(error, separators=(",", ":"))
+
+
+class UnknownPathSocket(FastPathMixin, AsyncWebsocketConsumer):
+    """A websocket anywhere but /app/KEY, closed as Pusher closes it."""
+
+    groups = ()
+
+    async def connect(self) -> None:
+        await self.accept()
+        logger.info("Refused a websocket: Path not found")
+        await self.send(text_data=error_frame("Path not found", 4005))
+        await self.close(4005)
 
 
 class PusherSocket(FastPathMixin, AsyncWebsocketConsumer):
@@ -117,12 +148,7 @@ class PusherSocket(FastPathMixin, AsyncWebsocketConsumer):
         if not constant_time_equal(key, settings.PUSHER_KEY):
             return 4001, "Application does not exist"
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        protocol = query.get("protocol", [""])[0]
-        if not protocol:
-            return 4008, "No protocol version supplied"
-        if protocol not in PROTOCOL_VERSIONS:
-            return 4007, "Unsupported protocol version"
-        return None
+        return protocol_refusal(query.get("protocol", [""])[0])
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         if self.socket_id:
@@ -252,7 +278,7 @@ class PusherSocket(FastPathMixin, AsyncWebsocketConsumer):
         await self.send_frame(json.dumps(frame, separators=(",", ":")))
 
     async def send_error(self, message: str, code: int | None = None) -> None:
-        await self.send_event("pusher:error", {"code": code, "message": message})
+        await self.send_frame(error_frame(message, code))
 
     async def send_frame(self, frame: str) -> None:
         await self.send(text_data=frame)
