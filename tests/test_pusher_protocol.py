@@ -101,7 +101,10 @@ async def test_missing_malformed_or_unsupported_protocol_is_refused(
 ) -> None:
     error, close = await refused_with(socket_path(query=query))
 
-    assert error == {"event": "pusher:error", "data": {"code": code, "message": message}}
+    assert error == {
+        "event": "pusher:error",
+        "data": {"code": code, "message": message},
+    }
     assert close == {"type": "websocket.close", "code": code}
 
 
