@@ -20,6 +20,7 @@ from adapters.facebook.pages import (
     check_page_token,
     sealed_token_fields,
 )
+from botcore.botfile import BotFileError, dump_bot_file, parse_bot_file
 from storage.human_replies import (
     MAX_HUMAN_REPLY_LENGTH,
     HumanReplyError,
@@ -93,10 +94,70 @@ class MembershipInline(admin.TabularInline):
         return bool(request.user.is_superuser)
 
 
+# The bot's fields that make up its bot file; "web" holds allowed_origins.
+BOT_FILE_FIELDS = (
+    "slug", "name", "language", "greeting", "fallback", "dialogues",
+    "allowed_origins",
+)
+# Lists a bot file may leave empty, which a required form field would refuse.
+BOT_FILE_LISTS = ("greeting", "fallback", "dialogues", "allowed_origins")
+BOT_FIELD_OF_SECTION = {"web": "allowed_origins"}
+
+
+class BotForm(forms.ModelForm):
+    """A bot, held to the rules importbot holds its bot file to."""
+
+    class Meta:
+        model = Bot
+        fields = [*BOT_FILE_FIELDS, *OWNER_EDITABLE_BOT_FIELDS]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in BOT_FILE_LISTS:
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        editable = [name for name in BOT_FILE_FIELDS if name in self.fields]
+        if not editable or any(name in self.errors for name in editable):
+            return data
+        values = {
+            name: data[name] if name in editable else getattr(self.instance, name)
+            for name in BOT_FILE_FIELDS
+        }
+        try:
+            definition = parse_bot_file(bot_file_of(values))
+        except BotFileError as error:
+            self.add_error(self.field_of(error.field), str(error))
+            return data
+        # Stored as importbot stores it, so that exportbot gives it back.
+        canonical = bot_fields_of(dump_bot_file(definition))
+        data.update({name: canonical[name] for name in editable})
+        return data
+
+    def field_of(self, path: str) -> str | None:
+        """Return the form field a bot file path points into, if shown."""
+        section = re.split(r"[.\[]", path, maxsplit=1)[0]
+        name = BOT_FIELD_OF_SECTION.get(section, section)
+        return name if name in self.fields else None
+
+
+def bot_file_of(values: dict[str, Any]) -> dict[str, Any]:
+    bot_file = {name: values[name] for name in BOT_FILE_FIELDS[:-1]}
+    return {**bot_file, "web": {"allowed_origins": values["allowed_origins"]}}
+
+
+def bot_fields_of(bot_file: dict[str, Any]) -> dict[str, Any]:
+    fields = {name: bot_file[name] for name in BOT_FILE_FIELDS[:-1]}
+    return {**fields, "allowed_origins": bot_file["web"]["allowed_origins"]}
+
+
 @admin.register(Bot)
 class BotAdmin(MemberScopedAdmin):
     """Superusers change everything; a bot's owners its Messenger options."""
 
+    form = BotForm
     bot_path = "pk"
     list_display = ["name", "slug", "language", "updated_at"]
     readonly_fields = ["web_key", "created_at", "updated_at"]

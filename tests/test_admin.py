@@ -3,6 +3,8 @@ bot's Messenger options."""
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from typing import Any
 
@@ -12,7 +14,7 @@ from django.test import Client
 
 from botcore.messages import Inbound
 from gateway.pipeline.inbound import accept_inbound
-from storage.bots import import_bot
+from storage.bots import export_bot, import_bot
 from storage.models import Bot, Conversation, Membership
 
 PASSWORD = "a-long-test-password-42"
@@ -195,3 +197,85 @@ def test_an_owner_cannot_change_the_members(two_bots: dict[str, Any]) -> None:
     page = signed_in("alice").get(change_url("shop"))
 
     assert b"memberships-TOTAL_FORMS" not in page.content
+
+
+def superuser_edits(slug: str, **changes: Any) -> Any:
+    """Post the bot's change form as a superuser, with some fields changed."""
+    get_user_model().objects.create_superuser("root", password=PASSWORD)
+    client = csrf_signed_in("root")
+    bot = Bot.objects.get(slug=slug)
+    page = client.get(change_url(slug))
+    fields = {
+        "csrfmiddlewaretoken": form_token(page.content),
+        "slug": bot.slug, "name": bot.name, "language": bot.language,
+        "greeting": json.dumps(bot.greeting), "fallback": json.dumps(bot.fallback),
+        "dialogues": json.dumps(bot.dialogues),
+        "allowed_origins": json.dumps(bot.allowed_origins),
+        "human_hold_seconds": str(bot.human_hold_seconds),
+        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+        "memberships-MIN_NUM_FORMS": "0", "memberships-MAX_NUM_FORMS": "1000",
+    }
+    fields.update({name: json.dumps(value) for name, value in changes.items()})
+    return client.post(change_url(slug), fields)
+
+
+HOURS = {"id": "hours", "samples": ["when are you open"],
+         "replies": [{"text": "9 to 5"}]}
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("dialogues", [{**HOURS, "replies": [{"text": "See", "buttons": [
+        {"title": "Where?", "goto": "nowhere"}]}]}],
+     "dialogues[0].replies[0].buttons[0].goto: unknown dialogue 'nowhere'"),
+    ("greeting", [{"text": "Hi", "buttons": [
+        {"title": "Go", "url": "javascript:alert(1)"}]}],
+     "greeting[0].buttons[0].url: must be an https URL"),
+    ("greeting", [{"text": "Hi", "quick_replies": [
+        {"title": str(n), "goto": "hours"} for n in range(14)]}],
+     "greeting[0].quick_replies: at most 13 quick replies"),
+    ("fallback", [{"txt": "Sorry"}], "fallback[0].txt: unknown field"),
+    ("fallback", None, "fallback: must be a list"),
+    ("allowed_origins", ["shop.example"],
+     'web.allowed_origins[0]: must be "*" or scheme://host[:port]'),
+])
+def test_a_superusers_edit_is_held_to_the_bot_file_rules(
+    two_bots: dict[str, Any], field: str, value: Any, message: str
+) -> None:
+    shop = Bot.objects.get(slug="shop")
+    shop.dialogues = [HOURS]
+    shop.save()
+    stored = Bot.objects.get(slug="shop").bot_file()
+
+    answer = superuser_edits("shop", **{field: value})
+
+    assert answer.status_code == 200
+    assert answer.context["adminform"].form.errors == {field: [message]}
+    assert message in html.unescape(answer.content.decode())
+    assert Bot.objects.get(slug="shop").bot_file() == stored
+
+
+def test_a_superusers_valid_edit_is_stored_as_importbot_would(
+    two_bots: dict[str, Any],
+) -> None:
+    greeting = [{"text": "Welcome", "buttons": [], "quick_replies": [
+        {"title": "Hours", "goto": "hours"}]}]
+
+    answer = superuser_edits(
+        "shop", greeting=greeting, dialogues=[HOURS],
+        allowed_origins=["https://shop.example"],
+    )
+
+    assert answer.status_code == 302
+    shop = Bot.objects.get(slug="shop")
+    assert shop.greeting == [{"text": "Welcome", "quick_replies": [
+        {"title": "Hours", "goto": "hours"}]}]
+    assert shop.allowed_origins == ["https://shop.example"]
+    assert export_bot(shop) == shop.bot_file()
+
+
+def test_a_superuser_may_leave_a_bots_lists_empty(two_bots: dict[str, Any]) -> None:
+    answer = superuser_edits("shop", dialogues=[], allowed_origins=[], fallback=[])
+
+    assert answer.status_code == 302
+    shop = Bot.objects.get(slug="shop")
+    assert (shop.dialogues, shop.allowed_origins, shop.fallback) == ([], [], [])
