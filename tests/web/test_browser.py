@@ -115,13 +115,14 @@ def off_the_loop(function: Callable[..., Any], *args: Any) -> Any:
         return executor.submit(run).result()
 
 
-def demo_bot(origin: str) -> Bot:
-    return off_the_loop(_import_demo_bot, origin)
+def demo_bot(origin: str, *dialogues: dict[str, Any]) -> Bot:
+    return off_the_loop(_import_demo_bot, origin, dialogues)
 
 
-def _import_demo_bot(origin: str) -> Bot:
+def _import_demo_bot(origin: str, dialogues: tuple[dict[str, Any], ...]) -> Bot:
     bot_file = json.loads((REPO / "bots" / "demo.json").read_text())
     bot_file["web"]["allowed_origins"] = [origin]
+    bot_file["dialogues"] += dialogues
     bot, _ = import_bot(bot_file)
     return bot
 
@@ -317,4 +318,202 @@ def test_answered_quick_replies_stay_answered_after_a_reload(
     page.locator(".gwc-from-user", has_text="Menu").wait_for()
     page.locator(".gwc-typing").wait_for()
     assert chips.count() == 0
+    tab.assert_clean()
+
+
+def phone_tab(browser: Browser) -> Tab:
+    return Tab(browser.new_page(
+        viewport={"width": 375, "height": 667}, is_mobile=True, has_touch=True,
+        device_scale_factor=2,
+    ))
+
+
+def horizontal_overflow(page: Page, selector: str) -> int:
+    return int(page.evaluate(
+        "(selector) => { const node = document.querySelector(selector);"
+        " return node.scrollWidth - node.clientWidth; }",
+        selector,
+    ))
+
+
+def test_on_a_phone_the_open_panel_fits_the_screen_and_chats(
+    browser: Browser,
+    start_web: Callable[..., tuple[GatewayProcess, str]],
+    start_worker: Callable[..., GatewayProcess],
+    start_process: Callable[..., GatewayProcess],
+) -> None:
+    _, base = start_web()
+    workers_for(start_worker)
+    demo_port = free_port()
+    bot = demo_bot(f"http://localhost:{demo_port}")
+    demo_url = start_demo_page(start_process, base, bot, port=demo_port)
+    tab = phone_tab(browser)
+    page = tab.page
+    page.goto(demo_url)
+    page.get_by_role("button", name="Open chat").tap()
+    tab.bot_says("Fjord Coffee assistant")
+
+    assert page.locator(".gwc-panel").bounding_box() == {
+        "x": 0, "y": 0, "width": 375, "height": 667,
+    }
+    for selector in ["html", ".gwc-panel", ".gwc-log", ".gwc-form"]:
+        assert horizontal_overflow(page, selector) <= 0, selector
+    font_size = page.eval_on_selector(
+        ".gwc-input", "(node) => parseFloat(getComputedStyle(node).fontSize)"
+    )
+    assert font_size >= 16
+    page.locator(".gwc-input").tap()
+    page.keyboard.type("when are you open")
+    page.locator(".gwc-send").tap()
+    tab.bot_says("Monday to Friday")
+    page.get_by_role("button", name="Where are you?").first.tap()
+    tab.bot_says("Harbour Street")
+    assert horizontal_overflow(page, ".gwc-log") <= 0
+    tab.assert_clean()
+
+
+# Each emoji is 12 bytes of JSON (escaped surrogates): twice Pusher's limit.
+STORY = "🙂" * 1800 + " THE END"
+STORY_DIALOGUE = {"id": "story", "samples": ["tell me a long story"],
+                  "replies": [{"text": STORY}]}
+
+
+def tab_to(page: Page, text: str, key: str = "Shift+Tab") -> None:
+    """Move the focus with the keyboard until it is on that text's control."""
+    for _ in range(20):
+        page.keyboard.press(key)
+        focused = page.evaluate("document.activeElement.textContent.trim()")
+        if focused == text:
+            return
+    raise AssertionError(f"the keyboard never reached {text!r}")
+
+
+def test_keyboard_alone_follows_choices_and_a_split_reply_shows_once(
+    browser: Browser,
+    start_web: Callable[..., tuple[GatewayProcess, str]],
+    start_worker: Callable[..., GatewayProcess],
+    start_process: Callable[..., GatewayProcess],
+) -> None:
+    _, base = start_web()
+    workers_for(start_worker)
+    demo_port = free_port()
+    bot = demo_bot(f"http://localhost:{demo_port}", STORY_DIALOGUE)
+    demo_url = start_demo_page(start_process, base, bot, port=demo_port)
+    tab = Tab(browser.new_page())
+    page = tab.page
+    frames: list[str] = []
+
+    def watch(socket: Any) -> None:
+        socket.on("framereceived", lambda frame: frames.append(str(frame)))
+
+    page.on("websocket", watch)
+    page.goto(demo_url)
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    tab.bot_says("Fjord Coffee assistant")
+
+    # From the message field back to a quick reply, then to a button.
+    tab_to(page, "Opening hours")
+    page.keyboard.press("Enter")
+    tab.bot_says("Monday to Friday")
+    website = page.get_by_role("link", name="Website (opens in a new tab)")
+    assert website.get_attribute("href") == "https://example.com/"
+    page.locator(".gwc-input").focus()
+    tab_to(page, "Where are you?")
+    page.keyboard.press("Enter")
+    tab.bot_says("Harbour Street")
+
+    page.locator(".gwc-input").focus()
+    page.keyboard.type("tell me a long story")
+    page.keyboard.press("Enter")
+    tab.bot_says("THE END")
+    [story] = [text for text in page.locator(".gwc-from-bot .gwc-text")
+               .all_inner_texts() if "🙂" in text]
+    assert story == STORY
+    # It came in parts: the event data is JSON inside the frame's JSON.
+    parts = [frame for frame in frames if '\\"parts\\":' in frame]
+    assert len(parts) >= 2
+
+    page.keyboard.press("Escape")
+    assert page.locator(".gwc-panel").is_hidden()
+    assert page.evaluate("document.activeElement.className") == "gwc-launcher"
+    page.reload()
+    page.get_by_role("button", name="Open chat").click()
+    tab.bot_says("THE END")
+    assert page.locator(".gwc-from-bot", has_text="THE END").count() == 1
+    tab.assert_clean()
+
+
+def bot_offers_unsafe_links() -> None:
+    """Store a reply with links no bot file allows, as an admin could have."""
+    conversation = Conversation.objects.get()
+    Message.objects.create(
+        conversation=conversation, channel="web", direction="out", author="bot",
+        state="sent", content={
+            "text": "Have a look", "image": "http://insecure.example/cat.png",
+            "buttons": [{"title": "Run me", "url": "javascript:alert(1)"},
+                        {"title": "Plain", "url": "http://insecure.example/"},
+                        {"title": "Safe", "url": "https://example.com/safe"}],
+            "quick_replies": [],
+        },
+    )
+
+
+def typing_said(page: Page) -> str:
+    return str(page.inner_text(".gwc-typing-status"))
+
+
+def test_typing_is_announced_links_are_https_and_429_says_how_long(
+    browser: Browser,
+    start_web: Callable[..., tuple[GatewayProcess, str]],
+    start_process: Callable[..., GatewayProcess],
+) -> None:
+    # No worker runs: the greeting stays unanswered, the bot "typing".
+    _, base = start_web({"EMBEDDED_WORKER": "0"})
+    demo_port = free_port()
+    bot = demo_bot(f"http://localhost:{demo_port}")
+    demo_url = start_demo_page(start_process, base, bot, port=demo_port)
+    tab = Tab(browser.new_page())
+    page = tab.page
+    page.goto(demo_url)
+    live = page.locator(".gwc-typing-status")
+    assert (live.get_attribute("role"), live.get_attribute("aria-live")) == (
+        "status", "polite",
+    )
+    assert typing_said(page) == ""
+    page.get_by_role("button", name="Open chat").click()
+    page.locator(".gwc-typing").wait_for()
+    assert typing_said(page) == "Fjord Coffee assistant is typing…"
+
+    off_the_loop(bot_offers_unsafe_links)
+    page.reload()
+    tab.bot_says("Have a look")
+    assert typing_said(page) == ""
+    reply = page.locator(".gwc-from-bot", has_text="Have a look")
+    assert reply.locator("img").count() == 0
+    links = reply.locator("a")
+    assert links.evaluate_all("(links) => links.map((a) => a.href)") == [
+        "https://example.com/safe",
+    ]
+    assert "Run me" not in reply.inner_text()
+
+    # The history may be read 30 times a minute; the bubble reads the
+    # Retry-After of the 31st refusal and says how long to wait.
+    page.evaluate("""async () => {
+      const session = JSON.parse(Object.entries(localStorage)
+        .find(([key]) => key.startsWith("gateway-chat:"))[1]);
+      const api = new URL(document.querySelector("script[data-bot]").src).origin;
+      for (let n = 0; n < 30; n += 1) {
+        await fetch(api + "/api/web/v1/messages",
+                    {headers: {Authorization: "Bearer " + session.token}});
+      }
+    }""")
+    page.reload()
+    status = page.locator(".gwc-status", has_text="Too many messages")
+    status.wait_for(timeout=REPLY_TIMEOUT)
+    waited = status.inner_text().split("wait ")[1].split(" ")[0]
+    assert 1 <= int(waited) <= 60
+    # Chromium itself logs each refused request; the page's script logged
+    # nothing.
+    tab.problems = [p for p in tab.problems if "status of 429" not in p]
     tab.assert_clean()

@@ -6,6 +6,7 @@
  * Everything it loads comes from the gateway's origin (its stylesheet and
  * pusher-js); it builds its DOM without markup strings or style attributes,
  * so it runs under a policy with neither 'unsafe-inline' nor 'unsafe-eval'.
+ * Links and images take https: URLs only, whatever the bot stored.
  */
 (function () {
   "use strict";
@@ -90,11 +91,15 @@
       "class": "gwc-log", role: "log", "aria-live": "polite",
       "aria-label": "Messages", tabindex: "0"
     });
-    ui.typing = el("p", {"class": "gwc-typing", hidden: ""}, [
-      el("span", {"class": "gwc-sr", text: TITLE + " is typing"}),
-      el("span", {"class": "gwc-dot", "aria-hidden": "true"}),
-      el("span", {"class": "gwc-dot", "aria-hidden": "true"}),
-      el("span", {"class": "gwc-dot", "aria-hidden": "true"})
+    // Screen readers hear the typing from a live region that is always
+    // there; the dots are for the eyes only.
+    ui.typingStatus = el("p", {
+      "class": "gwc-sr gwc-typing-status", role: "status", "aria-live": "polite"
+    });
+    ui.typing = el("p", {"class": "gwc-typing", "aria-hidden": "true", hidden: ""}, [
+      el("span", {"class": "gwc-dot"}),
+      el("span", {"class": "gwc-dot"}),
+      el("span", {"class": "gwc-dot"})
     ]);
     ui.chips = el("div", {"class": "gwc-chips", role: "group",
                           "aria-label": "Suggested replies"});
@@ -115,7 +120,7 @@
       el("header", {"class": "gwc-header"}, [
         el("h2", {"class": "gwc-title", text: TITLE}), ui.close
       ]),
-      ui.status, ui.log, ui.typing, ui.chips, ui.form
+      ui.status, ui.log, ui.typing, ui.typingStatus, ui.chips, ui.form
     ]);
     ui.root = el("div", {"class": "gwc-root"}, [ui.panel, ui.launcher]);
     document.body.appendChild(ui.root);
@@ -126,8 +131,11 @@
     ui.close.addEventListener("click", function () {
       setOpen(false);
     });
-    ui.panel.addEventListener("keydown", function (event) {
-      if (event.key === "Escape") {
+    // Escape closes the open panel from anywhere in the bubble, the
+    // launcher included, and the focus goes back to the launcher.
+    ui.root.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && !ui.panel.hidden) {
+        event.preventDefault();
         setOpen(false);
       }
     });
@@ -224,25 +232,43 @@
     var item = el("li", {"class": "gwc-message gwc-from-" + from}, [
       el("span", {"class": "gwc-sr", text: said})
     ]);
-    if (message.image) {
-      item.appendChild(el("img", {"class": "gwc-image", src: message.image, alt: ""}));
+    var image = httpsUrl(message.image);
+    if (image) {
+      item.appendChild(el("img", {"class": "gwc-image", src: image, alt: ""}));
     }
     if (message.text) {
       item.appendChild(el("p", {"class": "gwc-text", text: message.text}));
     }
-    var buttons = (message.buttons || []).map(renderButton);
+    var buttons = (message.buttons || []).map(renderButton).filter(Boolean);
     if (buttons.length) {
       item.appendChild(el("div", {"class": "gwc-buttons"}, buttons));
     }
     return item;
   }
 
+  // The URL as the browser resolves it, if it is https; otherwise null.
+  function httpsUrl(text) {
+    try {
+      var url = new URL(String(text || ""));
+      return url.protocol === "https:" ? url.href : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
   function renderButton(button) {
     if (button.url) {
+      var href = httpsUrl(button.url);
+      if (!href) {
+        return null;
+      }
       return el("a", {
-        "class": "gwc-button", href: button.url, target: "_blank",
-        rel: "noopener noreferrer", text: button.title
-      });
+        "class": "gwc-button", href: href, target: "_blank",
+        rel: "noopener noreferrer"
+      }, [
+        document.createTextNode(button.title),
+        el("span", {"class": "gwc-sr", text: " (opens in a new tab)"})
+      ]);
     }
     var node = el("button",
                   {type: "button", "class": "gwc-button", text: button.title});
@@ -266,6 +292,10 @@
   function setTyping(on) {
     clearTimeout(chat.typingTimer);
     ui.typing.hidden = !on;
+    var said = on ? TITLE + " is typing…" : "";
+    if (ui.typingStatus.textContent !== said) {
+      ui.typingStatus.textContent = said;
+    }
     if (on) {
       chat.typingTimer = setTimeout(function () {
         setTyping(false);
@@ -390,8 +420,10 @@
       setStatus("This chat has expired; starting a new one.");
       restart();
     } else if (error instanceof ApiError && error.status === 429) {
-      setStatus("Too many messages. Please wait " +
-                (error.retryAfter || "a few") + " seconds.");
+      var seconds = parseInt(error.retryAfter, 10);
+      setStatus(seconds > 0 ?
+                "Too many messages. Please wait " + seconds + " seconds." :
+                "Too many messages. Please wait a moment.");
     } else if (error instanceof ApiError && error.status === 403) {
       setStatus("This page may not use this chat.");
     } else {
@@ -423,8 +455,9 @@
       wsPort: options.wsPort,
       wssPort: options.wssPort,
       forceTLS: options.forceTLS,
+      // Websockets only: no HTTP fallbacks to other hosts, nor stats.
       enabledTransports: ["ws", "wss"],
-      disableStats: true,
+      enableStats: false,
       channelAuthorization: {
         endpoint: API + "pusher/auth",
         transport: "ajax",
