@@ -4,13 +4,21 @@ The layer is only a doorbell: it may lose a ring (no worker listening, a
 full channel, an expired message). The database is the queue, and workers
 sweep it when they start and when idle, so a lost ring delays a reply but
 never loses it.
+
+A ring is a message on the worker's channel, routed by the ASGI
+application (``gateway.asgi``) to `DoorbellConsumer`, which wakes every
+worker of the process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
+from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.consumer import AsyncConsumer
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer, get_channel_layer
 
@@ -33,3 +41,29 @@ async def ring(layer: BaseChannelLayer | None = None) -> None:
 
 def ring_sync() -> None:
     async_to_sync(ring)()
+
+
+_wake_events: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()
+
+
+def on_ring(event: asyncio.Event) -> None:
+    """Set this event whenever the doorbell rings in this process."""
+    _wake_events.add(event)
+
+
+class DoorbellConsumer(AsyncConsumer):
+    """The worker's channel: each ring wakes the process's workers."""
+
+    # Its messages come from the worker's channel; a layer channel of its
+    # own would be one more receive on Redis for nothing.
+    channel_layer_alias = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' dispatch first closes stale database connections in a
+        # thread; a ring touches no database.
+        if message.get("type") == "wake":
+            await self.wake(message)
+
+    async def wake(self, message: dict[str, Any]) -> None:
+        for event in list(_wake_events):
+            event.set()

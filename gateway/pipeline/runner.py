@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections
 
-from gateway.pipeline.doorbell import DOORBELL_CHANNEL
-from gateway.pipeline.worker import new_worker_id, next_due_in, process_one_conversation
+from gateway.pipeline.doorbell import DOORBELL_CHANNEL, on_ring
+from gateway.pipeline.worker import (
+    new_worker_id,
+    next_due_in,
+    process_one_conversation,
+    where_raised,
+)
 
 logger = logging.getLogger("gateway.pipeline")
 
@@ -43,19 +49,34 @@ class WorkerRunner:
         self.stopping.set()
 
     async def listen(self) -> None:
+        """Serve the worker's channel through the ASGI application.
+
+        As Channels' own workers do, one application instance takes every
+        message of the channel; the instance wakes this runner's slots.
+        """
         layer = get_channel_layer()
         if layer is None:
             return
-        while True:
-            try:
-                await layer.receive(DOORBELL_CHANNEL)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("doorbell listener failed; retrying")
-                await asyncio.sleep(1)
-                continue
-            self.wake.set()
+        from gateway.asgi import application
+
+        on_ring(self.wake)
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        scope = {"type": "channel", "channel": DOORBELL_CHANNEL}
+        instance = asyncio.create_task(application(scope, inbox.get, no_replies))
+        try:
+            while True:
+                try:
+                    inbox.put_nowait(await layer.receive(DOORBELL_CHANNEL))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - the sweeps go on
+                    logger.warning(
+                        "doorbell listener failed (%s); retrying",
+                        where_raised(error),
+                    )
+                    await asyncio.sleep(1)
+        finally:
+            instance.cancel()
 
     async def slot(self) -> None:
         # Each slot starts with a sweep: work left by a crashed worker or a
@@ -85,3 +106,7 @@ class WorkerRunner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout)
         self.wake.clear()
+
+
+async def no_replies(message: dict[str, Any]) -> None:
+    raise RuntimeError("nothing answers on the worker's channel")
