@@ -13,21 +13,22 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import override_settings
+from django.utils import timezone
 
-from adapters.web import channel as web_channel
 from adapters.web.channel import (
     MAX_EVENT_BYTES,
-    Publisher,
     WebAdapter,
     encode_event,
     split_payload,
 )
+from adapters.web.chats import history_payload
 from adapters.web.pusher.hub import stop_hub
-from adapters.web.pusher.signing import sign
+from adapters.web.pusher.signing import channel_auth, sign
 from adapters.web.routing import websocket_urlpatterns
 from adapters.web.tokens import chat_channel, issue_chat_token, token_expiry
-from gateway.pipeline.adapters import TemporaryDeliveryError
+from gateway.pipeline.worker import new_worker_id, process_one_conversation
 from storage.models import Bot, Conversation, Message
+from tests.conftest import free_port
 from tests.web.conftest import call, start_session
 
 
@@ -75,53 +76,54 @@ def test_extras_that_do_not_fit_with_text_travel_alone() -> None:
     assert "".join(part["text"] for part in parts) == payload["text"]
 
 
-class RecordingPublisher(Publisher):
-    def __init__(self, fail: bool = False) -> None:
-        self.events: list[tuple[list[str], str]] = []
-        self.fail = fail
-
-    def publish(self, channels: list[str], data: str) -> None:
-        if self.fail:
-            raise ConnectionError("down")
-        self.events.append((channels, data))
-
-
 @pytest.fixture
 def reply(transactional_db: None) -> Message:
     bot = Bot.objects.create(slug="b", name="B", allowed_origins=["*"])
     conversation = Conversation.objects.create(bot=bot, channel="web")
     return Message.objects.create(
         conversation=conversation, channel="web", direction="out", author="bot",
-        state="queued", content={"text": "Hi", "buttons": [], "quick_replies": [],
-                                 "image": None},
+        state="queued", next_attempt_at=timezone.now(),
+        content={"text": "Hi", "buttons": [], "quick_replies": [], "image": None},
     )
 
 
 def test_a_failed_publish_is_retried_by_the_pipeline(
-    reply: Message, monkeypatch: pytest.MonkeyPatch
+    reply: Message, settings: Any
 ) -> None:
-    failing = RecordingPublisher(fail=True)
-    monkeypatch.setattr(web_channel, "publisher_for", lambda url: failing)
-    with pytest.raises(TemporaryDeliveryError):
-        WebAdapter().deliver(reply)
+    # Pusher's HTTP API where nothing listens: the pusher library fails.
+    settings.PUSHER_URL = f"http://key:secret@127.0.0.1:{free_port()}/apps/1"
+    assert process_one_conversation(new_worker_id())
+    reply.refresh_from_db()
+    assert (reply.state, reply.attempts) == ("queued", 1)
+    assert reply.next_attempt_at is not None
+    assert reply.next_attempt_at > timezone.now()
+    assert "publish" in reply.last_error
 
 
-def test_a_reply_goes_to_the_chats_channel_as_listed(
-    reply: Message, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    publisher = RecordingPublisher()
-    monkeypatch.setattr(web_channel, "publisher_for", lambda url: publisher)
-    WebAdapter().deliver(reply)
-    [(channels, data)] = publisher.events
+@pytest.mark.django_db(transaction=True)
+async def test_a_reply_goes_to_the_chats_channel_as_listed() -> None:
+    bot = await Bot.objects.acreate(slug="b", name="B", allowed_origins=["*"])
     # A conversation stored without its token's expiry: today's TTL counts.
-    conversation = reply.conversation
+    conversation = await Conversation.objects.acreate(bot=bot, channel="web")
     token = issue_chat_token(
         conversation.pk, conversation.bot_id, token_expiry(conversation.created_at)
     )
-    assert channels == [chat_channel(token)]
-    event = json.loads(data)
-    assert event["id"] == reply.pk and event["sender"] == "bot"
-    assert event["text"] == "Hi"
+    channel = chat_channel(token)
+    communicator, socket_id = await websocket()
+    subscribed = await subscribe(
+        communicator, channel, channel_auth(socket_id, channel)
+    )
+    assert subscribed["event"] == "pusher_internal:subscription_succeeded"
+    reply = await Message.objects.acreate(
+        conversation=conversation, channel="web", direction="out", author="bot",
+        state="queued", content={"text": "Hi", "buttons": [], "quick_replies": [],
+                                 "image": None},
+    )
+    await sync_to_async(WebAdapter().deliver)(reply)
+    event = await communicator.receive_json_from(5)
+    assert (event["event"], event["channel"]) == ("message", channel)
+    assert json.loads(event["data"]) == history_payload([reply])[0]
+    await communicator.disconnect()
 
 
 async def websocket() -> tuple[WebsocketCommunicator, str]:
