@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -64,6 +65,7 @@ class ChannelAdapter:
 
 
 _registry: dict[str, ChannelAdapter] = {}
+_loading = threading.Lock()
 
 
 def adapter_for(channel: str) -> ChannelAdapter:
@@ -76,7 +78,16 @@ def adapter_for(channel: str) -> ChannelAdapter:
 
 
 def load_adapters() -> None:
-    """Instantiate the adapters named in settings.CHANNEL_ADAPTERS."""
-    for path in settings.CHANNEL_ADAPTERS:
-        adapter: ChannelAdapter = import_string(path)()
-        _registry[adapter.channel] = adapter
+    """Instantiate the adapters named in settings.CHANNEL_ADAPTERS, once.
+
+    The worker's slots run in several threads: the registry is filled
+    whole before any of them sees it, or one could miss an adapter.
+    """
+    with _loading:
+        if _registry:
+            return
+        loaded: dict[str, ChannelAdapter] = {}
+        for path in settings.CHANNEL_ADAPTERS:
+            adapter: ChannelAdapter = import_string(path)()
+            loaded[adapter.channel] = adapter
+        _registry.update(loaded)
