@@ -13,6 +13,10 @@ A word the bot has never seen weighs more than any term it knows: a
 question about something else shares a word or two with the bot, but its
 topic is what the bot lacks.  Everyday words ("new", "tomorrow", "mulig")
 and question words weigh less, since they say little about the topic.
+Beside such a word, a label is only answered when the words of the query
+it knows, as typed or mistyped, outweigh the unseen ones: a related word
+of the lexicon ("bill" for "invoice") is a guess that needs the support
+of the rest of the query, not evidence of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import math
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -184,6 +188,19 @@ class QueryTerm:
     term: str
     candidates: tuple[tuple[str, float], ...]
     weight: float
+    # The candidates found only through the lexicon, not as typed.
+    related: frozenset[str] = frozenset()
+
+    def typed_similarity(self, known: Collection[str]) -> float:
+        """Return the best similarity to a known term, as typed or mistyped."""
+        return max(
+            (
+                similarity
+                for other, similarity in self.candidates
+                if other in known and other not in self.related
+            ),
+            default=0.0,
+        )
 
 
 def base_language(language: str) -> str:
@@ -569,15 +586,49 @@ class SampleIndex:
         self, query: list[QueryTerm], floor: float
     ) -> list[tuple[float, str]]:
         """Return the highest score each label could reach, highest first."""
-        # Alone, question words only match samples made of question words.
-        allowed = None if self._has_topic(query) else self.question_labels
         exponent = self.settings.query_coverage_share
-        bounds = [
-            (share**exponent, label)
+        reachable = {
+            label: share**exponent
             for label, share in self._query_shares(query, floor).items()
-            if share > 0 and (allowed is None or label in allowed)
+            if share > 0 and share**exponent >= floor
+        }
+        bounds = [
+            (reachable[label], label)
+            for label in self._eligible(query, list(reachable))
         ]
         return sorted(bounds, key=lambda item: (-item[0], item[1]))
+
+    def _eligible(self, query: list[QueryTerm], labels: list[str]) -> list[str]:
+        """Keep the labels that the query may match at all."""
+        # Alone, question words only match samples made of question words.
+        if not self._has_topic(query):
+            return [label for label in labels if label in self.question_labels]
+        unseen = sum(term.weight for term in query if self._is_unseen_topic(term))
+        if not unseen:
+            return labels
+        return [
+            label for label in labels if self._typed_evidence(query, label) > unseen
+        ]
+
+    def _typed_evidence(self, query: list[QueryTerm], label: str) -> float:
+        """Weigh the topic words of a query that a label has as typed or
+        mistyped, not only through the lexicon."""
+        known = self.terms_of[label]
+        return sum(
+            term.weight * term.typed_similarity(known)
+            for term in query
+            if term.term not in self.analyser.question_terms
+        )
+
+    def _is_unseen_topic(self, term: QueryTerm) -> bool:
+        """Tell whether a term is a word the bot has never seen that names a
+        topic: not a number, an everyday word or a question word."""
+        if term.candidates or term.term.isdigit():
+            return False
+        analyser = self.analyser
+        return not (
+            term.term in analyser.common_terms or term.term in analyser.question_terms
+        )
 
     def _has_topic(self, query: list[QueryTerm]) -> bool:
         """Tell whether a known term other than a question word is asked."""
@@ -597,13 +648,17 @@ class SampleIndex:
         common = term in self.analyser.common_terms
         # A word of the lexicon is a real word: taken as spelled as meant.
         real_word = common or term in self.related
-        candidates = self._with_related(
-            term, self.vocabulary.lookup(term, written, real_word)
-        )
+        typed = self.vocabulary.lookup(term, written, real_word)
+        candidates = self._with_related(term, typed)
         if not candidates:
             return QueryTerm(term, (), self._unknown_weight(term, common))
         ordered = sorted(candidates.items(), key=lambda item: (-item[1], item[0]))
-        return QueryTerm(term, tuple(ordered), self.weights[ordered[0][0]])
+        related = frozenset(
+            known for known, value in candidates.items() if typed.get(known) != value
+        )
+        return QueryTerm(
+            term, tuple(ordered), self.weights[ordered[0][0]], related
+        )
 
     def _with_related(
         self, term: str, candidates: dict[str, float]

@@ -551,3 +551,59 @@ def test_a_norwegian_compound_splits_at_a_linking_letter(
         "nb",
     )
     assert [term.term for term in index.query_terms(query)] == terms
+
+
+# Words the bot has never seen against the words it knows
+
+
+@pytest.mark.parametrize(
+    ("bot", "query"),
+    [
+        # one word a label has, as typed, beside a topic the bot lacks
+        ("shop", "bicycle parking"),
+        ("clinic", "åpningstider for apoteket"),
+        ("clinic", "telefonnummer til legen"),
+        ("clinic", "tannregulering for hunden"),
+        # a typo of a word a label has
+        ("clinic", "tannreguleing for hunden"),
+        # a word a label has only through the lexicon does not count
+        ("service", "stop my newspaper subscription"),
+        ("service", "end my newspaper subscription"),
+        ("tjeneste", "kansellere abonnementet på avisen"),
+    ],
+)
+def test_an_unseen_topic_needs_more_known_words_to_match(
+    request: pytest.FixtureRequest, bot: str, query: str
+) -> None:
+    index: SampleIndex = request.getfixturevalue(bot)
+    assert index.match(query).label is None
+    assert index.ranked(query) == []
+
+
+@pytest.mark.parametrize(
+    ("bot", "query", "label"),
+    [
+        ("service", "cancel my newspaper subscription", "cancel"),
+        ("service", "opening hours of the pharmacy", "hours"),
+        ("service", "resett my router password", "account"),
+        ("shop", "delivry cost to mars", "shipping"),
+        ("shop", "gift card for amazon", "gift_cards"),
+    ],
+)
+def test_known_words_that_outweigh_an_unseen_topic_match(
+    request: pytest.FixtureRequest, bot: str, query: str, label: str
+) -> None:
+    index: SampleIndex = request.getfixturevalue(bot)
+    assert index.match(query).label == label
+
+
+def test_a_term_tells_its_related_candidates_from_its_typed_ones() -> None:
+    index = SampleIndex([("invoice", ["copy of my invoice"])], "en")
+    invoice = index.analyser.stem("invoice")
+    (bill,) = index.query_terms("bill")
+    assert bill.related == {invoice}
+    assert bill.typed_similarity({invoice}) == 0.0
+    (typo,) = index.query_terms("invoise")
+    assert typo.related == frozenset()
+    assert 0 < typo.typed_similarity({invoice}) < 1
+    assert typo.typed_similarity({"copy"}) == 0.0
