@@ -55,7 +55,8 @@ WORD = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
 
 # Function words, chat filler and shorthand, and light verbs; Norwegian
 # ones in nynorsk and common dialect spellings too.  Question words (where, when,
-# how, hvor, når, hvordan) are kept: they tell questions apart.
+# how, hvor, når, hvordan) are kept: they tell questions apart.  Prepositions
+# and conjunctions are all listed: one the samples lack would pass for a topic.
 ENGLISH_STOP_WORDS = """
 a an the i me my mine myself you your yours u ur we us our it its they them
 their he she him her is are am was were be been being do does did doing
@@ -70,6 +71,11 @@ please pls plz hi hello hey thanks thank thx ty ok okay yes yeah guys
 quick question wondering wonder like tell know let lets want wanted wanna
 need get got go going goes make makes making take takes
 r n ya yall wat wot wut abt cuz coz bc gonna gotta kinda tho lol btw
+per via after before during under between without within through until
+till since because while against across along among behind below above
+beside besides near towards toward upon unless whether though although nor
+yourself yourselves ourselves themselves himself herself itself his hers
+theirs ours
 """
 
 NORWEGIAN_STOP_WORDS = """
@@ -85,6 +91,8 @@ hei hallo takk tusen please ok okei ja nei gjerne lurer lurte ønsker ønske
 trenger litt helst mye veldig
 få får gå går gjøre gjør ta tar
 ein eit eg mykje berre dykk dykkar dokker dokk me ka e d te va pga
+per via gjennom under innen rundt bak foran langs blant mens eller enten
+verken
 """
 
 # Everyday words that say little about what a question is about: when the

@@ -607,3 +607,22 @@ def test_a_term_tells_its_related_candidates_from_its_typed_ones() -> None:
     assert typo.related == frozenset()
     assert 0 < typo.typed_similarity({invoice}) < 1
     assert typo.typed_similarity({"copy"}) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("bot", "query", "label"),
+    [
+        ("service", "how much does it cost per month", "prices"),
+        ("service", "opening hours during christmas", "hours"),
+        ("shop", "can I return it after a week", "returns"),
+        ("shop", "is there parking near you", "address"),
+        ("tjeneste", "hva koster det per time", "priser"),
+        ("tjeneste", "levering innen fredag", "levering"),
+        ("clinic", "bestille time rundt jul", "booking"),
+    ],
+)
+def test_a_function_word_the_samples_lack_is_no_topic(
+    request: pytest.FixtureRequest, bot: str, query: str, label: str
+) -> None:
+    index: SampleIndex = request.getfixturevalue(bot)
+    assert index.match(query).label == label
