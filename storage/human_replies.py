@@ -54,15 +54,17 @@ def queue_human_reply(conversation_id: uuid.UUID, text: str) -> Message:
             state=Message.State.QUEUED,
             next_attempt_at=now,
         )
-        hold_bot_back(conversation, now)
+        hold_bot_back(conversation.pk, conversation.bot.human_hold_seconds, now)
     logger.info("conversation %s: human reply %s queued", conversation.pk, message.pk)
     ring_sync()
     return message
 
 
-def hold_bot_back(conversation: Conversation, answered_at: datetime) -> None:
-    """Keep the bot quiet for its hold-back time from this answer on."""
-    until = answered_at + timedelta(seconds=conversation.bot.human_hold_seconds)
-    Conversation.objects.filter(pk=conversation.pk).filter(
+def hold_bot_back(
+    conversation_id: uuid.UUID, hold_seconds: int, answered_at: datetime
+) -> None:
+    """Keep the bot quiet for its hold-back time from a person's answer on."""
+    until = answered_at + timedelta(seconds=hold_seconds)
+    Conversation.objects.filter(pk=conversation_id).filter(
         Q(bot_paused_until__isnull=True) | Q(bot_paused_until__lt=until)
     ).update(bot_paused_until=until)

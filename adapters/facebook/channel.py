@@ -35,12 +35,8 @@ from storage.models import Contact, Conversation, Message
 logger = logging.getLogger("gateway.facebook")
 STANDARD_WINDOW = timedelta(hours=24)
 HUMAN_AGENT_WINDOW = timedelta(days=7)
-HELD_BACK = (
-    "not sent: a person answered in the conversation, so the bot holds back"
-)
 TARGET_FIELDS = {
     "last_inbound_at": "last_inbound_at",
-    "bot_paused_until": "bot_paused_until",
     "human_agent_tag": "bot__human_agent_tag",
     "contact_pk": "contact__pk",
     "psid": "contact__external_id",
@@ -57,7 +53,6 @@ class Target:
     """Who a conversation's messages go to, and through which page."""
 
     last_inbound_at: datetime | None
-    bot_paused_until: datetime | None
     human_agent_tag: bool
     contact_pk: int
     psid: str
@@ -102,13 +97,6 @@ def check_page(target: Target, now: datetime) -> None:
         )
 
 
-def check_not_held_back(target: Target, author: str, now: datetime) -> None:
-    """Drop a bot's reply queued before a human took the conversation over."""
-    paused_until = target.bot_paused_until
-    if author == "bot" and paused_until is not None and paused_until > now:
-        raise PermanentDeliveryError(HELD_BACK)
-
-
 def messaging_type(target: Target, author: str, now: datetime) -> dict[str, str]:
     """Choose how a message may go out, from when the person last wrote."""
     since = now - target.last_inbound_at if target.last_inbound_at else None
@@ -143,7 +131,6 @@ class FacebookAdapter(ChannelAdapter):
         target = load_target(message.conversation_id)
         now = timezone.now()
         check_page(target, now)
-        check_not_held_back(target, message.author, now)
         kind = messaging_type(target, message.author, now)
         token = access_token(target)
         parts = messenger_messages(Reply.from_dict(message.content))

@@ -27,6 +27,7 @@ from adapters.facebook.webhook import (
 )
 from gateway.group_commit import GroupCommit
 from gateway.pipeline.doorbell import ring
+from storage.human_replies import hold_bot_back
 from storage.models import Bot, Contact, Conversation, FacebookPage, Message
 
 CHANNEL = "facebook"
@@ -240,10 +241,7 @@ def _pause_for_humans(
     now = timezone.now()
     for conversation_id, (bot_id, timestamp) in answered.items():
         answered_at = min(from_milliseconds(timestamp), now)
-        until = answered_at + timedelta(seconds=holds[bot_id])
-        Conversation.objects.filter(pk=conversation_id).filter(
-            Q(bot_paused_until__isnull=True) | Q(bot_paused_until__lt=until)
-        ).update(bot_paused_until=until)
+        hold_bot_back(conversation_id, holds[bot_id], answered_at)
     logger.info("a human answered in %d conversation(s); the bot holds back",
                 len(answered))
 

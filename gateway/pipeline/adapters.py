@@ -6,6 +6,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
@@ -91,3 +93,10 @@ def load_adapters() -> None:
             adapter: ChannelAdapter = import_string(path)()
             loaded[adapter.channel] = adapter
         _registry.update(loaded)
+
+
+@receiver(setting_changed)
+def forget_adapters(**kwargs: object) -> None:
+    """Adapters read settings when made: make new ones after a change."""
+    with _loading:
+        _registry.clear()

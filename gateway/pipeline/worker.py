@@ -35,6 +35,9 @@ from storage.models import Conversation, Message
 logger = logging.getLogger("gateway.pipeline")
 CANDIDATES_PER_CLAIM = 20
 UNFINISHED = [Message.State.QUEUED, Message.State.SENDING]
+HELD_BACK = (
+    "not sent: a person answered in the conversation, so the bot holds back"
+)
 PROJECT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -240,13 +243,20 @@ def store_answer(
 
 def deliver_queued(conversation: Conversation, claim: Claim) -> int:
     """Deliver due outbound messages in order; stop at the first that waits."""
-    queued = Message.objects.filter(
-        conversation=conversation,
-        direction=Message.Direction.OUTBOUND,
-        state__in=UNFINISHED,
-    ).order_by("id")
+    queued = list(
+        Message.objects.filter(
+            conversation=conversation,
+            direction=Message.Direction.OUTBOUND,
+            state__in=UNFINISHED,
+        ).order_by("id")
+    )
+    paused = bool(queued) and bot_is_paused(conversation)
     delivered = 0
     for message in queued:
+        if paused and message.author == "bot" and message.state == "queued":
+            # Queued before a person took the conversation over.
+            mark_failed(message, HELD_BACK)
+            continue
         waits_until = message.next_attempt_at
         if waits_until is None or waits_until <= timezone.now():
             waits_until = deliver_message(message, claim)

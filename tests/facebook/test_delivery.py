@@ -227,21 +227,6 @@ def test_a_success_near_the_limit_holds_the_next_sends(
     assert len(local_graph.sent_messages()) == 1
 
 
-def test_a_bot_reply_queued_before_a_human_answered_is_not_sent(
-    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph
-) -> None:
-    Conversation.objects.update(
-        bot_paused_until=timezone.now() + timedelta(minutes=5)
-    )
-
-    with pytest.raises(PermanentDeliveryError, match="the bot holds back"):
-        adapter.deliver(queued(conversation, Reply("Bot here")))
-    adapter.deliver(queued(conversation, Reply("A person here"), author="human"))
-
-    [call] = local_graph.sent_messages()
-    assert call.body["message"]["text"] == "A person here"
-
-
 def test_a_token_no_key_decrypts_fails_for_good_and_marks_the_page(
     adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph,
     facebook_settings: Any, caplog: pytest.LogCaptureFixture,

@@ -15,12 +15,14 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from adapters.facebook.channel import HELD_BACK, FacebookAdapter
 from adapters.facebook.local_graph import LocalGraph
 from botcore.messages import Inbound, Reply
-from gateway.pipeline.adapters import PermanentDeliveryError
 from gateway.pipeline.inbound import accept_inbound
-from gateway.pipeline.worker import new_worker_id, process_one_conversation
+from gateway.pipeline.worker import (
+    HELD_BACK,
+    new_worker_id,
+    process_one_conversation,
+)
 from storage.bots import import_bot
 from storage.human_replies import MAX_HUMAN_REPLY_LENGTH
 from storage.models import Bot, Contact, Conversation, FacebookPage, Membership, Message
@@ -235,15 +237,18 @@ def test_a_bot_reply_still_queued_on_messenger_gives_way_to_the_person(
     queued_by_bot = Message.objects.create(
         conversation=messenger_chat, channel="facebook", direction="out",
         author="bot", content=Reply("Queued earlier").as_dict(), state="queued",
+        next_attempt_at=timezone.now() + timedelta(minutes=1),
     )
     member("alice", messenger_chat.bot, Membership.Role.OWNER)
     send_reply(signed_in("alice"), messenger_chat, REPLY)
-    adapter = FacebookAdapter()
+    Message.objects.filter(pk=queued_by_bot.pk).update(next_attempt_at=timezone.now())
 
-    with pytest.raises(PermanentDeliveryError, match=HELD_BACK):
-        adapter.deliver(queued_by_bot)
-    adapter.deliver(Message.objects.get(author="human"))
+    assert process_one_conversation(new_worker_id())
 
+    queued_by_bot.refresh_from_db()
+    assert (queued_by_bot.state, queued_by_bot.last_error) == ("failed", HELD_BACK)
+    human = Message.objects.get(author="human")
+    assert human.state == "sent", human.last_error
     assert [sent_text(call.body) for call in local_graph.sent_messages()] == [REPLY]
 
 

@@ -8,8 +8,11 @@ from functools import partial
 from typing import Any
 
 from django.db import connection
+from django.utils import timezone
 
 from gateway.pipeline.inbound import accept_inbound
+from gateway.pipeline.worker import HELD_BACK
+from storage.human_replies import queue_human_reply
 from storage.models import Bot, Conversation, Message
 from tests.conftest import wait_until
 from tests.support.pipeline import (
@@ -194,3 +197,19 @@ def test_two_workers_answer_a_burst_in_order_each_once(
     wait_until(lambda: len(recorder.deliveries) >= 30, timeout=60)
     assert recorder.reply_to_ids() == inbound_ids
     assert Bot.objects.count() == 1
+
+
+def test_a_bot_reply_still_queued_gives_way_to_a_persons_reply(
+    conversation: Conversation, recorder: Recorder
+) -> None:
+    recorder.failures = [503]
+    accept_inbound(conversation, text("opening hours"))
+    drain()
+    [waiting] = outbound(conversation)
+    assert waiting.state == Message.State.QUEUED
+    person = queue_human_reply(conversation.pk, "Ola here: we open at nine.")
+    Message.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now())
+    drain()
+    waiting.refresh_from_db()
+    assert (waiting.state, waiting.last_error) == (Message.State.FAILED, HELD_BACK)
+    assert [d["message"] for d in recorder.deliveries] == [person.pk]
