@@ -52,6 +52,7 @@ from bench.pusher_connections import (
 HTTP_CONNECTIONS = 16
 WARM_UP_SECONDS = 2
 DRAIN_SECONDS = 2
+TARGET_P99_MS = 50.0
 
 
 class Trigger:
@@ -273,6 +274,13 @@ def print_table(
     print(f"{'received':>14} | " + " | ".join(cells))
     cells = [f"{100 * results[name]['cpu']:>12.0f}%" for name in names]
     print(f"{'server CPU':>14} | " + " | ".join(cells))
+    print(f"\ntarget: p99 under {TARGET_P99_MS:.0f} ms, every event received")
+    for name in names[1:]:
+        result = results[name]
+        p99 = percentile(result["latencies"], 0.99)
+        complete = len(result["latencies"]) == result["expected"]
+        verdict = "met" if p99 < TARGET_P99_MS and complete else "NOT met"
+        print(f"  {name:>14}: p99 {p99:.1f} ms; {verdict}")
 
 
 def redis_answers() -> bool:
