@@ -139,7 +139,14 @@ if REDIS_URL:
                 "expiry": 60,
                 "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi"),
             },
-        }
+        },
+        "pusher": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL}],
+                "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi"),
+            },
+        },
     }
     CACHES = {
         "default": {
@@ -154,7 +161,11 @@ else:
             # Channels' own, but with channel_capacity working.
             "BACKEND": "adapters.web.pusher.layers.InMemoryChannelLayer",
             "CONFIG": {"channel_capacity": WEB_HUB_CHANNEL_CAPACITY},
-        }
+        },
+        "pusher": {
+            "BACKEND": "adapters.web.pusher.layers.InMemoryChannelLayer",
+            "CONFIG": {"channel_capacity": WEB_HUB_CHANNEL_CAPACITY},
+        },
     }
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}

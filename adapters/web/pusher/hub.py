@@ -20,8 +20,9 @@ import time
 import weakref
 from typing import Any, Protocol
 
-from channels.layers import BaseChannelLayer, get_channel_layer
+from channels.layers import BaseChannelLayer
 
+from .layers import fanout_layer
 from .names import group_name
 from .occupancy import HASHED_MARK, Occupancy, shared_field
 
@@ -296,7 +297,7 @@ def get_hub() -> Hub:
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
     if hub is None:
-        layer = get_channel_layer()
+        layer = fanout_layer()
         if layer is None:
             raise RuntimeError("The self-hosted Pusher server needs a channel layer")
         hub = _hubs[loop] = Hub(layer, loop)

@@ -5,9 +5,9 @@ import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 
 from .hub import EVENT_MESSAGE
+from .layers import fanout_layer
 from .names import group_name, is_valid_channel_name, is_valid_event_name
 
 MAX_DATA_BYTES = 10 * 1024
@@ -62,7 +62,7 @@ async def publish(
 
 async def send_event_message(message: dict[str, str]) -> None:
     """Send a message built by event_message to its channel layer group."""
-    layer = get_channel_layer()
+    layer = fanout_layer()
     if layer is None:
         raise RuntimeError("The self-hosted Pusher server needs a channel layer")
     # The time of sending lets the hubs notice when they fall behind.
