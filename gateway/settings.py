@@ -122,9 +122,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "")
 EMBEDDED = not REDIS_URL
 # The self-hosted Pusher hub of each web process receives every event for
-# its sockets on one layer channel, and group_send drops silently what a
-# full channel cannot take: give those channels room for what a busy hub
-# receives within the layer's 60 s expiry.
+# its sockets on one channel of the "pusher" layer, which drops silently
+# what a full channel cannot take: give those channels room for a burst.
 WEB_HUB_CHANNEL_CAPACITY = {"pusher-hub.*": 50_000}
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -135,15 +134,17 @@ if REDIS_URL:
                 # blocking receive (5 s), so idle receives would time out.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
                 "capacity": 5000,
-                "channel_capacity": WEB_HUB_CHANNEL_CAPACITY,
                 "expiry": 60,
                 "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi"),
             },
         },
+        # Pusher events between web processes: one PUBLISH each, pushed by
+        # Redis to the processes that hold the channel's sockets.
         "pusher": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "adapters.web.pusher.pubsub.RedisPubSubLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL}],
+                "url": REDIS_URL,
+                "channel_capacity": WEB_HUB_CHANNEL_CAPACITY,
                 "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi"),
             },
         },
@@ -158,9 +159,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            # Channels' own, but with channel_capacity working.
             "BACKEND": "adapters.web.pusher.layers.InMemoryChannelLayer",
-            "CONFIG": {"channel_capacity": WEB_HUB_CHANNEL_CAPACITY},
         },
         "pusher": {
             "BACKEND": "adapters.web.pusher.layers.InMemoryChannelLayer",
