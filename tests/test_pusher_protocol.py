@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
+import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +17,25 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as websocket_connect
 
-from adapters.web.pusher.hub import get_hub, stop_hub
+from adapters.web.pusher import pubsub
+from adapters.web.pusher.hub import (
+    STOP_SECONDS,
+    YOUNG_COLLECTION_THRESHOLD,
+    get_hub,
+    stop_hub,
+)
+from adapters.web.pusher.layers import InMemoryChannelLayer
+from adapters.web.pusher.names import group_name
 from adapters.web.pusher.publish import PublishError, publish, publish_sync
 from adapters.web.pusher.signing import channel_auth
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.conftest_pusher import (
+    RedisServer,
     api_client,
     connect,
     receive_event,
@@ -331,7 +345,9 @@ async def test_client_events_are_rate_limited_with_4301(settings: Any) -> None:
     socket, _ = await subscribed("private-room")
     frame = {"event": "client-typing", "channel": "private-room", "data": {}}
 
-    for _ in range(11):
+    # Counted per second of the clock: 21 events leave 11 in one second
+    # even when a second ends among them.
+    for _ in range(21):
         await socket.send_json_to(frame)
 
     error = await receive_event(socket)
@@ -415,6 +431,144 @@ async def test_the_hub_leaves_groups_nobody_listens_to() -> None:
 
     assert hub.groups == {}
     assert await hub.counts() == {}
+
+
+# The fan-out layers.
+
+
+async def test_the_in_memory_layer_looks_for_expired_messages_once_a_second() -> None:
+    layer = InMemoryChannelLayer(expiry=-1)
+
+    await layer.send("stale", {"type": "old"})
+    await layer.group_send("group", {"type": "new"})
+    assert "stale" not in layer.channels
+    await layer.send("stale", {"type": "old"})
+    await layer.group_send("group", {"type": "new"})
+
+    # Within the second, a send no longer walks every channel and group.
+    assert "stale" in layer.channels
+
+
+async def test_a_hub_lets_short_lived_objects_die_young() -> None:
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(700, middle, old)
+    try:
+        socket, _ = await connect()
+
+        assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, middle, old)
+        await socket.disconnect()
+    finally:
+        gc.set_threshold(young, middle, old)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path, settings: Any) -> Iterator[RedisServer]:
+    """Carry this process's Pusher events on a Redis of the test's own."""
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    settings.CHANNEL_LAYERS = {
+        **settings.CHANNEL_LAYERS,
+        "pusher": {
+            "BACKEND": "adapters.web.pusher.pubsub.RedisPubSubLayer",
+            "CONFIG": {"url": server.url, "prefix": f"t{uuid.uuid4().hex[:8]}"},
+        },
+    }
+    yield server
+    server.stop()
+
+
+async def published_until_received(
+    socket: WebsocketCommunicator, channel: str, seconds: float = 20
+) -> bool:
+    """Publish until the socket gets an event, as long as Redis refuses."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(RedisError):
+            await publish(channel, "message", "after")
+        # A communicator that times out stops its application: wait first.
+        if not await socket.receive_nothing(timeout=0.5):
+            return (await receive_event(socket))["data"] == "after"
+    return False
+
+
+async def test_sockets_get_events_again_after_redis_restarts(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    socket, _ = await subscribed("private-chat-r")
+    await publish("private-chat-r", "message", "before")
+    assert (await receive_event(socket))["data"] == "before"
+
+    own_redis.stop()
+    own_redis.start()
+
+    # Events published before the subscription is back are lost, at most
+    # once as with Pusher itself; later ones arrive.
+    assert await published_until_received(socket, "private-chat-r")
+    assert "Redis pub/sub connection lost (ConnectionError); reconnecting" in (
+        caplog.messages
+    )
+    assert any(line.startswith("Redis pub/sub is back") for line in caplog.messages)
+    await socket.disconnect()
+
+
+async def test_a_silent_redis_is_left_for_a_new_connection(
+    own_redis: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pubsub, "PING_SECONDS", 0.2)
+    monkeypatch.setattr(pubsub, "SILENT_SECONDS", 0.6)
+    socket, _ = await subscribed("private-chat-s")
+    assert own_redis.process is not None
+
+    # A stopped server keeps its connections open and answers nothing,
+    # as a peer behind a broken network would.
+    own_redis.process.send_signal(signal.SIGSTOP)
+    try:
+        await asyncio.sleep(1.5)
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
+
+    assert "Redis pub/sub connection lost (ConnectionError); reconnecting" in (
+        caplog.messages
+    )
+    assert await published_until_received(socket, "private-chat-s")
+    await socket.disconnect()
+
+
+async def test_a_subscription_redis_does_not_confirm_is_refused(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pubsub, "CONFIRM_SECONDS", 0.5)
+    socket, socket_id = await connect()
+    own_redis.stop()
+
+    answer = await subscribe(
+        socket, "private-chat-t", channel_auth(socket_id, "private-chat-t")
+    )
+    error = await receive_event(socket)
+    own_redis.start()
+    # A subscription asked for wakes the connection up from its wait.
+    again = await subscribe(
+        socket, "private-chat-t", channel_auth(socket_id, "private-chat-t")
+    )
+
+    assert answer["event"] == "pusher:subscription_error"
+    assert answer["data"]["status"] == 503
+    assert error["event"] == "pusher:error"
+    assert again["event"] == "pusher_internal:subscription_succeeded"
+    await socket.disconnect()
+
+
+async def test_a_hub_stops_while_redis_is_away(own_redis: RedisServer) -> None:
+    socket, _ = await subscribed("news")
+    own_redis.stop()
+
+    started = time.monotonic()
+    await stop_hub()
+
+    assert time.monotonic() - started < STOP_SECONDS
+    await socket.disconnect()
 
 
 # The real clients against Daphne.
@@ -557,13 +711,30 @@ async def test_trigger_reaches_a_socket_of_another_process(start_web: Any) -> No
 
     await asyncio.to_thread(client.trigger, ["private-chat-y", "news"], "m", "x")
     received = {(await receive_frame(websocket))["channel"] for _ in range(2)}
+    subscribers = await subscribers_on_redis(
+        shared, group_name("private-chat-y"), group_name("news")
+    )
     # Occupancy reaches other processes within about a second.
     await asyncio.sleep(1.5)
     listing = await asyncio.to_thread(client.channels_info, None, [])
     info = await asyncio.to_thread(client.channel_info, "private-chat-y", [])
 
     assert received == {"private-chat-y", "news"}
+    # Carried by Redis pub/sub: the socket's process subscribed to both.
+    assert subscribers == [1, 1]
     # Private names carry tokens: other processes know them only hashed.
     assert listing == {"channels": {"news": {}}}
     assert info == {"occupied": True}
     await websocket.close()
+
+
+async def subscribers_on_redis(env: dict[str, str], *groups: str) -> list[int]:
+    """Count the processes subscribed to each group's pub/sub channel."""
+    redis = Redis.from_url(env["REDIS_URL"])
+    try:
+        prefix = env["CHANNEL_LAYER_PREFIX"]
+        keys = [f"{prefix}:group:{group}" for group in groups]
+        counts = await redis.pubsub_numsub(*keys)
+        return [count for _, count in counts]
+    finally:
+        await redis.aclose()

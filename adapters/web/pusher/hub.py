@@ -136,8 +136,9 @@ class Hub:
                 await self.layer.send(self.layer_channel, {"type": STOP_MESSAGE})
             except Exception as error:  # noqa: BLE001 - cancelling stops it too
                 logger.warning("Channel layer send failed: %s", type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(receiver), STOP_SECONDS)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(receiver), STOP_SECONDS)
             receiver.cancel()
             await asyncio.gather(receiver, maintainer, return_exceptions=True)
             self.tasks = []

@@ -41,6 +41,9 @@ from redis.exceptions import RedisError
 
 logger = logging.getLogger("gateway.pusher")
 
+CONNECT_SECONDS = 5.0
+# Longer than a ping's wait: reading messages passes its own timeout.
+COMMAND_SECONDS = 10.0
 PING_SECONDS = 5.0
 # Neither a message nor a pong for this long: the connection is dead.
 SILENT_SECONDS = 15.0
@@ -63,6 +66,8 @@ class Link:
         self.publisher = layer.client(retries=1)
         self.pubsub: PubSub | None = None
         self.reader: asyncio.Task[None] | None = None
+        # Set to cut the wait before the next attempt to connect short.
+        self.hurry = asyncio.Event()
         self.dropped = 0
         self.next_full_report = 0.0
 
@@ -70,10 +75,18 @@ class Link:
         await self.publisher.publish(key, msgpack.packb(message))
 
     async def open(self, channel: str) -> None:
+        """Make a local channel, subscribed by Redis when it answers.
+
+        Unlike joining a group, opening a channel succeeds while Redis is
+        away, after a wait: a process must start all the same.
+        """
         if channel not in self.queues:
             capacity = self.layer.get_capacity(channel)
             self.queues[channel] = asyncio.Queue(maxsize=capacity)
-            await self.listen(self.layer.channel_key(channel), channel)
+            key = self.layer.channel_key(channel)
+            self.routes.setdefault(key, set()).add(channel)
+            with contextlib.suppress(RedisConnectionError):
+                await self.subscribe(key)
 
     async def receive(self, channel: str) -> dict[str, Any]:
         await self.open(channel)
@@ -87,7 +100,10 @@ class Link:
         channels = self.routes.setdefault(key, set())
         if channel in channels:
             return
+        subscribed = bool(channels) and key not in self.confirmations
         channels.add(channel)
+        if subscribed:
+            return
         try:
             await self.subscribe(key)
         except BaseException:
@@ -111,18 +127,24 @@ class Link:
         del self.routes[key]
         return True
 
-    async def subscribe(self, key: bytes) -> None:
-        """Subscribe to `key`, and wait until Redis confirms it."""
+    async def request(self, key: bytes) -> None:
+        """Ask Redis for `key`; without a connection, the reader will."""
         if self.reader is None:
             self.reader = asyncio.get_running_loop().create_task(self.read_forever())
+        if self.pubsub is None:
+            self.hurry.set()
+            return
+        # On failure the reader reconnects and asks for every route.
+        with contextlib.suppress(RedisError, OSError):
+            await self.pubsub.subscribe(key)
+
+    async def subscribe(self, key: bytes) -> None:
+        """Subscribe to `key`, and wait until Redis confirms it."""
         confirmed = self.confirmations.get(key)
         if confirmed is None:
             confirmed = asyncio.get_running_loop().create_future()
             self.confirmations[key] = confirmed
-        # Without a connection, the reader subscribes once it has one.
-        if self.pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self.pubsub.subscribe(key)
+        await self.request(key)
         try:
             await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_SECONDS)
         except TimeoutError:
@@ -135,6 +157,9 @@ class Link:
         delay = RETRY_SECONDS
         lost_at: float | None = None
         while True:
+            # Cleared before, not after, an attempt: a subscription asked
+            # for meanwhile must not wait for the next one.
+            self.hurry.clear()
             client = self.layer.client(retries=0)
             pubsub = client.pubsub()
             try:
@@ -157,7 +182,8 @@ class Link:
             finally:
                 self.pubsub = None
                 await close_quietly(pubsub, client)
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.hurry.wait(), delay)
             delay = min(delay * 2, MAX_RETRY_SECONDS)
 
     async def connect(self, pubsub: PubSub) -> None:
@@ -254,7 +280,13 @@ class RedisPubSubLayer(BaseChannelLayer):
     def client(self, retries: int) -> Redis:
         # One immediate retry replaces a pooled connection Redis closed.
         retry = Retry(NoBackoff(), retries)
-        return Redis.from_url(self.url, retry=retry, socket_keepalive=True)
+        return Redis.from_url(
+            self.url,
+            retry=retry,
+            socket_keepalive=True,
+            socket_connect_timeout=CONNECT_SECONDS,
+            socket_timeout=COMMAND_SECONDS,
+        )
 
     def channel_key(self, channel: str) -> bytes:
         return f"{self.prefix}:channel:{channel}".encode()
