@@ -19,8 +19,11 @@ Measured in the same run, one server after the other:
   and signed by the real `pusher` library (verified by the server: HMAC,
   body MD5, timestamp), published through the in-memory channel layer,
   fanned out by the hub and framed as Pusher protocol 7 events.
-- pusher+redis: the same on the channels-redis layer, as production runs
-  (skipped when Redis does not answer on 127.0.0.1:6379).
+- pusher+redis: the same with REDIS_URL set, as production runs: events
+  on the Redis pub/sub layer (skipped when Redis does not answer on
+  127.0.0.1:6379).
+
+--scenarios runs some of them only, by name.
 """
 
 from __future__ import annotations
