@@ -172,7 +172,7 @@ class Link:
                     lost_at = None
                 delay = RETRY_SECONDS
                 await self.read(pubsub)
-            except (RedisError, OSError) as error:
+            except Exception as error:  # noqa: BLE001 - the fan-out must go on
                 if lost_at is None:
                     lost_at = time.monotonic()
                     logger.warning(
