@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.conf import settings
+from django.db import connections
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -100,6 +102,17 @@ def wait_for_http(url: str, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_async_test_connections(django_db_setup: Any) -> Iterator[None]:
+    """Close the connection async tests opened in asgiref's own thread.
+
+    Database work of async tests runs in one thread that outlives them; its
+    connection would otherwise keep the test database from being dropped.
+    """
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 @pytest.fixture
