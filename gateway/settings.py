@@ -241,10 +241,10 @@ FACEBOOK_PROFILE_MAX_AGE = int(
     os.environ.get("FACEBOOK_PROFILE_MAX_AGE", str(7 * 24 * 3600))
 )
 
-# The worker: how many conversations one process handles at once, how long
-# a claim on a conversation lasts, how often an idle worker sweeps, and how
-# delivery retries back off.
-WORKER_CONCURRENCY = int(os.environ.get("WORKER_CONCURRENCY", "4"))
+# The worker: how many batches of conversations one process works on at
+# once, how long a claim on a conversation lasts, how often an idle worker
+# sweeps, and how delivery retries back off.
+WORKER_CONCURRENCY = int(os.environ.get("WORKER_CONCURRENCY", "16"))
 WORKER_CLAIM_SECONDS = float(os.environ.get("WORKER_CLAIM_SECONDS", "30"))
 WORKER_SWEEP_SECONDS = float(os.environ.get("WORKER_SWEEP_SECONDS", "5"))
 DELIVERY_MAX_ATTEMPTS = int(os.environ.get("DELIVERY_MAX_ATTEMPTS", "8"))

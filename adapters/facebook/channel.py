@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from adapters.facebook.graph import Failure, GraphAnswer, GraphClient, GraphError
@@ -20,7 +24,7 @@ from adapters.facebook.pages import (
     open_page_token,
     throttle_page,
 )
-from adapters.facebook.profiles import ProfileRefresher, profile_is_stale
+from adapters.facebook.profiles import ProfileRefresher, profile_max_age
 from adapters.facebook.typing import TypingIndicator
 from adapters.facebook.webhook import OWN_SEND_METADATA
 from botcore.messages import Reply
@@ -35,6 +39,8 @@ from storage.models import Contact, Conversation, Message
 logger = logging.getLogger("gateway.facebook")
 STANDARD_WINDOW = timedelta(hours=24)
 HUMAN_AGENT_WINDOW = timedelta(days=7)
+# How long a target read for a round of deliveries may be used.
+TARGET_FRESH_FOR = 2.0
 TARGET_FIELDS = {
     "last_inbound_at": "last_inbound_at",
     "human_agent_tag": "bot__human_agent_tag",
@@ -73,15 +79,51 @@ def access_token(target: Target) -> str:
 
 def load_target(conversation_id: Any) -> Target:
     """Read, in one query, all a send to this conversation needs."""
-    row = (
-        Conversation.objects.filter(pk=conversation_id)
-        .values_list(*TARGET_FIELDS.values())
-        .first()
-    )
-    target = Target(*row) if row is not None else None
-    if target is None or target.psid is None or target.page_pk is None:
+    target = load_targets([conversation_id]).get(conversation_id)
+    if target is None:
         raise PermanentDeliveryError("the conversation has no Messenger contact")
     return target
+
+
+def load_targets(conversation_ids: Iterable[Any]) -> dict[Any, Target]:
+    """Read the targets of conversations with a Messenger contact."""
+    rows = Conversation.objects.filter(pk__in=list(conversation_ids)).values_list(
+        "pk", *TARGET_FIELDS.values()
+    )
+    targets = {}
+    for conversation_id, *fields in rows:
+        target = Target(*fields)
+        if target.psid is not None and target.page_pk is not None:
+            targets[conversation_id] = target
+    return targets
+
+
+class PreparedTargets:
+    """Targets read for a round of deliveries, each taken once and soon.
+
+    A round's messages are sent at once, right after the worker read
+    their targets; a target older than that is read anew.
+    """
+
+    def __init__(self) -> None:
+        self.targets: dict[Any, tuple[float, Target]] = {}
+        self.lock = threading.Lock()
+
+    def put(self, targets: dict[Any, Target]) -> None:
+        now = time.monotonic()
+        with self.lock:
+            for conversation_id, (read_at, _) in list(self.targets.items()):
+                if now - read_at > TARGET_FRESH_FOR:
+                    del self.targets[conversation_id]
+            for conversation_id, target in targets.items():
+                self.targets[conversation_id] = (now, target)
+
+    def take(self, conversation_id: Any) -> Target | None:
+        with self.lock:
+            read_at, target = self.targets.pop(conversation_id, (0.0, None))
+        if time.monotonic() - read_at > TARGET_FRESH_FOR:
+            return None
+        return target
 
 
 def check_page(target: Target, now: datetime) -> None:
@@ -125,10 +167,17 @@ class FacebookAdapter(ChannelAdapter):
         )
         self.profiles = ProfileRefresher(self.graph)
         self.typing = TypingIndicator(self.show_typing)
+        self.prepared = PreparedTargets()
+
+    def prepare(self, messages: Sequence[Message]) -> None:
+        """Read the targets of a round's messages in one query."""
+        self.prepared.put(load_targets({m.conversation_id for m in messages}))
 
     def deliver(self, message: Message) -> str | None:
         self.typing.cancel(message.conversation_id)
-        target = load_target(message.conversation_id)
+        target = self.prepared.take(message.conversation_id) or load_target(
+            message.conversation_id
+        )
         now = timezone.now()
         check_page(target, now)
         kind = messaging_type(target, message.author, now)
@@ -171,17 +220,20 @@ class FacebookAdapter(ChannelAdapter):
             return TemporaryDeliveryError(error.reason)
         return PermanentDeliveryError(error.reason)
 
-    def after_work(self, conversation: Conversation) -> None:
-        """Refresh the person's profile when it is missing or old."""
-        if conversation.contact_id is None:
+    def after_work(self, conversations: Sequence[Conversation]) -> None:
+        """Refresh the profiles that are missing or old, in one query."""
+        contacts = [c.contact_id for c in conversations if c.contact_id is not None]
+        if not contacts:
             return
-        row = (
-            Contact.objects.filter(pk=conversation.contact_id, page__isnull=False)
-            .values_list("profile_fetched_at")
-            .first()
-        )
-        if row is not None and profile_is_stale(row[0], timezone.now()):
-            self.profiles.refresh_soon(conversation.contact_id)
+        fetched_before = timezone.now() - profile_max_age()
+        stale = Contact.objects.filter(
+            Q(profile_fetched_at__isnull=True)
+            | Q(profile_fetched_at__lt=fetched_before),
+            pk__in=contacts,
+            page__isnull=False,
+        ).values_list("pk", flat=True)
+        for contact_pk in stale:
+            self.profiles.refresh_soon(contact_pk)
 
     def bot_is_working(self, conversation: Conversation) -> None:
         self.typing.start(conversation.pk)

@@ -113,9 +113,7 @@ class GraphClient:
     def session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            session.headers["User-Agent"] = "bot-gateway"
-            self._local.session = session
+            session = self._local.session = new_session(self.base_url)
         return session
 
     def send(self, access_token: str, body: dict[str, Any]) -> GraphAnswer:
@@ -168,6 +166,22 @@ class GraphClient:
                 Failure.RETRY, f"Graph API unreachable ({type(error).__name__})"
             ) from None
         return read_answer(answer)
+
+
+def new_session(base_url: str) -> requests.Session:
+    """Return a session that reads the environment once, not every call.
+
+    requests otherwise looks for proxies and a CA bundle in the environment
+    on every request, which takes longer than a send to a nearby server.
+    """
+    session = requests.Session()
+    session.headers["User-Agent"] = "bot-gateway"
+    found = session.merge_environment_settings(base_url, {}, None, None, None)
+    session.trust_env = False
+    session.proxies.update(found["proxies"])
+    session.verify = found["verify"]
+    session.cert = found["cert"]
+    return session
 
 
 def read_answer(answer: requests.Response) -> GraphAnswer:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Case, DateTimeField, Q, Value, When
+from django.db.models import DateTimeField, Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from adapters.facebook.webhook import (
 )
 from gateway.group_commit import GroupCommit
 from gateway.pipeline.doorbell import ring
+from gateway.pipeline.updates import value_per_row
 from storage.human_replies import hold_bot_back
 from storage.models import Bot, Contact, Conversation, FacebookPage, Message
 
@@ -210,15 +211,13 @@ def _touch_conversations(
         newest[conversation_id] = max(moment, newest.get(conversation_id, moment))
     if not newest:
         return
-    moment_of = Case(
-        *(When(pk=pk, then=Value(moment)) for pk, moment in newest.items()),
-        output_field=DateTimeField(),
-    )
     # SQLite's MAX() of a NULL is NULL, so a conversation's first message
     # is compared with the start of time instead.
     before = Coalesce("last_inbound_at", Value(EPOCH, output_field=DateTimeField()))
-    Conversation.objects.filter(pk__in=newest).update(
-        last_inbound_at=Greatest(before, moment_of)
+    Conversation.objects.filter(pk__in=list(newest)).update(
+        last_inbound_at=Greatest(
+            before, value_per_row(Conversation, "last_inbound_at", newest)
+        )
     )
 
 

@@ -10,8 +10,8 @@ the page's token marks the page and keeps what is stored.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -33,6 +33,9 @@ logger = logging.getLogger("gateway.facebook")
 PROFILE_FIELDS = ("name", "profile_pic")
 MAX_NAME = 200
 MAX_AVATAR_URL = 1000
+PROFILE_THREADS = 4
+# A profile thread with nothing to fetch this long closes its connection.
+PROFILE_THREAD_IDLE_SECONDS = 1.0
 
 
 def profile_max_age() -> timedelta:
@@ -105,11 +108,19 @@ def profile_avatar(profile: dict[str, object]) -> str:
 
 
 class ProfileRefresher:
-    """Refresh profiles on a background thread, each contact once at a time."""
+    """Refresh profiles on background threads, each contact once at a time.
 
-    def __init__(self, graph: GraphClient) -> None:
+    Several threads, so that a Graph API slow to answer does not leave the
+    new people of a busy page waiting for their names. A thread keeps its
+    database connection while fetches keep coming, and closes it once it
+    has had nothing to fetch for a while.
+    """
+
+    def __init__(self, graph: GraphClient, threads: int = PROFILE_THREADS) -> None:
         self.graph = graph
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="facebook-profiles")
+        self.threads = threads
+        self.started = False
+        self.queue: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.pending: set[int] = set()
         self.lock = threading.Lock()
 
@@ -118,7 +129,23 @@ class ProfileRefresher:
             if contact_pk in self.pending:
                 return
             self.pending.add(contact_pk)
-        self.executor.submit(self.refresh, contact_pk)
+            if not self.started:
+                self.started = True
+                for number in range(self.threads):
+                    threading.Thread(
+                        target=self.run, name=f"facebook-profiles-{number}",
+                        daemon=True,
+                    ).start()
+        self.queue.put(contact_pk)
+
+    def run(self) -> None:
+        while True:
+            try:
+                contact_pk = self.queue.get(timeout=PROFILE_THREAD_IDLE_SECONDS)
+            except queue.Empty:
+                connection.close()
+                continue
+            self.refresh(contact_pk)
 
     def refresh(self, contact_pk: int) -> None:
         close_old_connections()
@@ -131,5 +158,3 @@ class ProfileRefresher:
         finally:
             with self.lock:
                 self.pending.discard(contact_pk)
-            # Fetches are rare: the thread need not hold a connection.
-            connection.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -52,17 +53,28 @@ class ChannelAdapter:
         """Send one outbound message; return the platform's id for it.
 
         Raise TemporaryDeliveryError or PermanentDeliveryError on failure.
+        The worker delivers the messages of several conversations at once,
+        each from a thread of its own.
         """
         raise NotImplementedError
+
+    def prepare(self, messages: Sequence[Message]) -> None:
+        """Read at once what delivering these messages will take (optional).
+
+        The worker calls it just before it delivers the messages, one per
+        conversation, so that an adapter may read in one query what each
+        delivery would read on its own.
+        """
 
     def bot_is_working(self, conversation: Conversation) -> None:
         """Tell the person the bot is preparing an answer (if supported)."""
 
-    def after_work(self, conversation: Conversation) -> None:
-        """Do what can wait until a conversation's replies went out.
+    def after_work(self, conversations: Sequence[Conversation]) -> None:
+        """Do what can wait until the conversations' replies went out.
 
-        Called once a worker has answered and delivered what was due in the
-        conversation, whatever the outcome of the deliveries.
+        Called once a worker has answered and delivered what was due in a
+        batch of conversations of this channel, whatever the outcome of the
+        deliveries.
         """
 
 

@@ -12,10 +12,9 @@ worker of the process.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import weakref
-from typing import Any
+from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
 from channels.consumer import AsyncConsumer
@@ -43,10 +42,16 @@ def ring_sync() -> None:
     async_to_sync(ring)()
 
 
-_wake_events: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()
+class Wakeable(Protocol):
+    """What a ring wakes: an asyncio.Event, or the runner's idle slots."""
+
+    def set(self) -> None: ...
 
 
-def on_ring(event: asyncio.Event) -> None:
+_wake_events: weakref.WeakSet[Wakeable] = weakref.WeakSet()
+
+
+def on_ring(event: Wakeable) -> None:
     """Set this event whenever the doorbell rings in this process."""
     _wake_events.add(event)
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from adapters.facebook import channel
 from adapters.facebook.channel import FacebookAdapter
 from adapters.facebook.local_graph import LocalGraph
 from adapters.facebook.pages import MAX_THROTTLE_SECONDS, UNREADABLE_TOKEN
@@ -340,3 +341,46 @@ def test_what_each_graph_error_does_to_the_message_and_the_page(
     assert (page.throttled_until is not None) == (effect == "page held")
     if isinstance(failure, PermanentDeliveryError) and page.token_invalid_since:
         assert page.token_error == failure.reason
+
+
+def people(page: FacebookPage, count: int) -> list[Conversation]:
+    """Conversations of as many people with the page, each just written."""
+    return [
+        Conversation.objects.create(
+            bot=page.bot, channel="facebook", last_inbound_at=timezone.now(),
+            contact=Contact.objects.create(
+                bot=page.bot, page=page, channel="facebook",
+                external_id=f"73000000000{number:05d}",
+            ),
+        )
+        for number in range(count)
+    ]
+
+
+def test_a_round_reads_its_targets_in_one_query(
+    adapter: FacebookAdapter, connected_page: FacebookPage, local_graph: LocalGraph,
+    django_assert_num_queries: Any,
+) -> None:
+    messages = [queued(chat, Reply("Hello")) for chat in people(connected_page, 3)]
+
+    with django_assert_num_queries(1):
+        adapter.prepare(messages)
+        for message in messages:
+            adapter.deliver(message)
+
+    assert len(local_graph.sent_messages()) == 3
+
+
+def test_a_target_read_too_long_ago_is_read_again(
+    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message = queued(conversation, Reply("Late"))
+    adapter.prepare([message])
+    # Past the time a round takes, the person's last message was long ago.
+    monkeypatch.setattr(channel, "TARGET_FRESH_FOR", 0.0)
+    age_conversation(conversation, 25)
+
+    with pytest.raises(PermanentDeliveryError, match="24-hour window"):
+        adapter.deliver(message)
+    assert local_graph.calls() == []

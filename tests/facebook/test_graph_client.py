@@ -259,3 +259,22 @@ def test_an_unknown_token_is_refused(client: GraphClient) -> None:
 
     assert raised.value.failure is Failure.TOKEN_INVALID
     assert "EAAG" not in raised.value.reason
+
+
+def test_the_proxy_of_the_environment_is_read_once(
+    local_graph: LocalGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests reads the environment on every call unless told not to."""
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = local_graph.base_url.removesuffix("/v25.0")
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    # Only the proxy can reach the Graph API here: the local one plays it.
+    client = GraphClient("http://graph.invalid/v25.0", APP_SECRET, timeout=(1, 1))
+
+    first = client.send(PAGE_TOKEN, MESSAGE)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    second = client.send(PAGE_TOKEN, MESSAGE)
+
+    assert first.data["recipient_id"] == second.data["recipient_id"] == PERSON_A
+    assert len(local_graph.calls()) == 2

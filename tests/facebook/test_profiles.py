@@ -64,7 +64,7 @@ def wait_for_refresh(adapter: FacebookAdapter, contact_pk: int) -> None:
 def test_a_new_contacts_profile_is_fetched_after_the_work(
     adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph
 ) -> None:
-    adapter.after_work(conversation)
+    adapter.after_work([conversation])
 
     contact = wait_until(
         lambda: Contact.objects.filter(profile_fetched_at__isnull=False).first()
@@ -87,7 +87,7 @@ def test_a_reply_that_failed_still_leads_to_the_profile(
 
     with pytest.raises(PermanentDeliveryError, match="24-hour window"):
         adapter.deliver(message)
-    adapter.after_work(conversation)
+    adapter.after_work([conversation])
 
     wait_until(lambda: Contact.objects.get().full_name == "Person 9401")
 
@@ -97,7 +97,7 @@ def test_a_fresh_profile_is_not_fetched_again(
 ) -> None:
     Contact.objects.update(full_name="Known name", profile_fetched_at=timezone.now())
 
-    adapter.after_work(conversation)
+    adapter.after_work([conversation])
     time.sleep(0.5)
 
     assert profile_calls(local_graph) == []
@@ -111,7 +111,7 @@ def test_an_old_profile_is_fetched_again(
     Contact.objects.update(full_name="Old name",
                            profile_fetched_at=timezone.now() - timedelta(hours=2))
 
-    adapter.after_work(conversation)
+    adapter.after_work([conversation])
 
     wait_until(lambda: Contact.objects.get().full_name == "Person 9401")
 
@@ -151,7 +151,7 @@ def test_an_expired_token_marks_the_page_and_keeps_the_name(
     name_known()
     local_graph.add_fault("token_expired", applies_to="profile")
 
-    adapter.after_work(conversation)
+    adapter.after_work([conversation])
     wait_until(lambda: FacebookPage.objects.get().token_invalid_since)
     wait_for_refresh(adapter, conversation.contact_id)  # type: ignore[arg-type]
 
@@ -159,7 +159,7 @@ def test_an_expired_token_marks_the_page_and_keeps_the_name(
     assert contact.full_name == "Known name" and contact.avatar_url == AVATAR
     assert "190" in FacebookPage.objects.get().token_error
     # With the page marked, nothing is asked of Graph any more.
-    adapter.after_work(conversation)
+    adapter.after_work([conversation])
     time.sleep(0.5)
     assert len(profile_calls(local_graph)) == 1
 
@@ -205,3 +205,49 @@ def test_the_profile_age_comes_from_the_environment(
                           capture_output=True, text=True, timeout=60, check=True)
 
     assert json.loads(done.stdout) == seconds
+
+
+def test_the_profiles_of_a_batch_are_chosen_in_one_query(
+    adapter: FacebookAdapter, conversation: Conversation, local_graph: LocalGraph,
+    django_assert_num_queries: Any,
+) -> None:
+    page = FacebookPage.objects.get()
+    fresh = Conversation.objects.create(
+        bot=page.bot, channel="facebook",
+        contact=Contact.objects.create(
+            bot=page.bot, page=page, channel="facebook", external_id="7300000000000001",
+            full_name="Known name", profile_fetched_at=timezone.now(),
+        ),
+    )
+
+    with django_assert_num_queries(1):
+        adapter.after_work([conversation, fresh])
+
+    wait_until(lambda: Contact.objects.filter(
+        external_id=PERSON_A, full_name="Person 9401"
+    ).exists())
+    assert [call.path for call in profile_calls(local_graph)] == [PERSON_A]
+
+
+def test_profiles_slow_to_come_are_fetched_side_by_side(
+    adapter: FacebookAdapter, connected_page: FacebookPage, local_graph: LocalGraph
+) -> None:
+    chats = [
+        Conversation.objects.create(
+            bot=connected_page.bot, channel="facebook",
+            contact=Contact.objects.create(
+                bot=connected_page.bot, page=connected_page, channel="facebook",
+                external_id=f"730000000000000{number}",
+            ),
+        )
+        for number in range(4)
+    ]
+    for _ in chats:
+        local_graph.add_fault("slow", delay=1.0, applies_to="profile")
+
+    started = time.monotonic()
+    adapter.after_work(chats)
+    wait_until(lambda: not Contact.objects.filter(full_name="").exists())
+
+    # One after the other, the four fetches would take four seconds.
+    assert time.monotonic() - started < 2.5

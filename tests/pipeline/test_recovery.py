@@ -14,8 +14,7 @@ from django.utils import timezone
 
 from gateway.pipeline.inbound import accept_inbound
 from gateway.pipeline.worker import (
-    ClaimLost,
-    claim_conversation,
+    claim_batch,
     new_worker_id,
     process_one_conversation,
 )
@@ -41,7 +40,7 @@ def test_a_retry_holds_back_later_replies_and_leaves_nothing_due(
     assert first.next_attempt_at > timezone.now() + timedelta(seconds=20)
     assert second.next_attempt_at == first.next_attempt_at
     # Nothing is due, so no worker claims the conversation again and again.
-    assert claim_conversation(new_worker_id()) is None
+    assert claim_batch(new_worker_id()) is None
     assert recorder.deliveries == []
 
 
@@ -50,12 +49,12 @@ def test_a_long_queue_in_a_claimed_conversation_hides_no_other(
 ) -> None:
     for number in range(120):
         accept_inbound(conversation, text(f"question {number}"))
-    busy = claim_conversation(new_worker_id())
-    assert busy is not None and busy.conversation_id == conversation.pk
+    busy = claim_batch(new_worker_id())
+    assert busy is not None and list(busy.conversations) == [conversation.pk]
     other = Conversation.objects.create(bot=conversation.bot, channel="loopback")
     accept_inbound(other, text("opening hours"))
-    claim = claim_conversation(new_worker_id())
-    assert claim is not None and claim.conversation_id == other.pk
+    claim = claim_batch(new_worker_id())
+    assert claim is not None and list(claim.conversations) == [other.pk]
 
 
 def test_an_unexpected_adapter_error_is_retried_then_failed_with_a_reason(
@@ -105,20 +104,23 @@ def test_a_bot_that_cannot_answer_fails_that_message_only(
 
 
 def test_a_worker_whose_claim_was_taken_over_stops(
-    conversation: Conversation, recorder: Recorder, settings: Any
+    conversation: Conversation, recorder: Recorder, caplog: Any
 ) -> None:
     accept_inbound(conversation, text("opening hours"))
-    first = claim_conversation(new_worker_id())
+    first = claim_batch(new_worker_id())
     assert first is not None
     # The first worker stalls past its lease; a second one takes over.
     Conversation.objects.filter(pk=conversation.pk).update(
         claimed_until=timezone.now() - timedelta(seconds=1)
     )
     first.until = timezone.now()
-    second = claim_conversation(new_worker_id())
-    assert second is not None and second.conversation_id == conversation.pk
-    with pytest.raises(ClaimLost):
-        first.keep()
+    second = claim_batch(new_worker_id())
+    assert second is not None and list(second.conversations) == [conversation.pk]
+    with caplog.at_level("WARNING", logger="gateway.pipeline"):
+        first.answer()
+    assert first.conversations == {}
+    assert "lost conversation" in caplog.text
+    assert inbound(conversation).get().state == Message.State.PENDING
 
 
 def test_a_message_being_sent_is_not_due_for_another_worker(
@@ -156,8 +158,8 @@ def test_a_conversation_another_worker_holds_is_passed_over_without_waiting(
     other = Conversation.objects.create(bot=conversation.bot, channel="loopback")
     accept_inbound(other, text("opening hours"))
     with held_by_another_worker(conversation):
-        claim = claim_conversation(new_worker_id())
-    assert claim is not None and claim.conversation_id == other.pk
+        claim = claim_batch(new_worker_id())
+    assert claim is not None and list(claim.conversations) == [other.pk]
 
 
 @contextmanager

@@ -15,7 +15,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument(
             "--concurrency", type=int, default=None,
-            help="conversations handled at once (default WORKER_CONCURRENCY)",
+            help="batches worked on at once (default WORKER_CONCURRENCY)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
