@@ -36,12 +36,16 @@ import json
 import os
 import socket
 import statistics
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from pusher.pusher_client import PusherClient
 from websockets.asyncio.client import ClientConnection, connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.pusher_connections import (
     APP_ID,
