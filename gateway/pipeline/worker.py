@@ -23,6 +23,7 @@ import random
 import traceback
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
@@ -288,7 +289,7 @@ class Batch:
         for message in self.round:
             by_channel[message.channel].append(message)
         for channel, messages in by_channel.items():
-            call_prepare(channel, messages)
+            call_batch_hook(channel, "prepare", messages)
 
     def next_due(self, conversation_id: uuid.UUID, now: datetime) -> Message | None:
         """The conversation's next message to send, if one is due."""
@@ -375,7 +376,7 @@ class Batch:
         for conversation in self.conversations.values():
             by_channel[conversation.channel].append(conversation)
         for channel, conversations in by_channel.items():
-            call_after_work(channel, conversations)
+            call_batch_hook(channel, "after_work", conversations)
         self.release()
 
     def release(self) -> None:
@@ -406,29 +407,20 @@ def call_adapter_hook(conversation: Conversation, hook: str) -> None:
         )
 
 
-def call_prepare(channel: str, messages: list[Message]) -> None:
-    """Let the adapter read what sending a round takes; it may fail."""
+def call_batch_hook(channel: str, hook: str, items: Sequence[object]) -> None:
+    """Call an adapter's hook for many messages or conversations at once.
+
+    Its failure stops nothing: `prepare` only saves each delivery a read,
+    and `after_work` matters less than the messages.
+    """
     try:
-        adapter_for(channel).prepare(messages)
+        getattr(adapter_for(channel), hook)(items)
     except DatabaseError:
         raise
-    except Exception as error:  # noqa: BLE001 - each delivery reads anew
+    except Exception as error:  # noqa: BLE001 - see above
         logger.warning(
-            "%d %s message(s): prepare failed (%s)",
-            len(messages), channel, where_raised(error),
-        )
-
-
-def call_after_work(channel: str, conversations: list[Conversation]) -> None:
-    """Call the adapter's after-work hook; its failure stops nothing."""
-    try:
-        adapter_for(channel).after_work(conversations)
-    except DatabaseError:
-        raise
-    except Exception as error:  # noqa: BLE001 - the messages matter more
-        logger.warning(
-            "%d %s conversation(s): after_work failed (%s)",
-            len(conversations), channel, where_raised(error),
+            "%s for %d %s item(s) failed (%s)",
+            hook, len(items), channel, where_raised(error),
         )
 
 

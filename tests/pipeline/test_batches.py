@@ -21,6 +21,7 @@ from gateway.pipeline.worker import (
     process_batch,
 )
 from storage.models import Conversation, Message
+from tests.support.loopback import LoopbackAdapter
 from tests.support.pipeline import inbound, outbound, text
 from tests.support.recorder import Recorder
 
@@ -175,3 +176,22 @@ def test_each_row_gets_its_own_value_in_one_statement(
 
     stored = dict(Conversation.objects.values_list("pk", "last_inbound_at"))
     assert stored == moments
+
+
+def test_failing_batch_hooks_stop_no_delivery(
+    conversation: Conversation, recorder: Recorder, monkeypatch: Any, caplog: Any
+) -> None:
+    def broken(self: LoopbackAdapter, items: Any) -> None:
+        raise RuntimeError("a hook's own failure")
+
+    monkeypatch.setattr(LoopbackAdapter, "prepare", broken, raising=False)
+    monkeypatch.setattr(LoopbackAdapter, "after_work", broken, raising=False)
+    accept_inbound(conversation, text("opening hours"))
+
+    with caplog.at_level("WARNING", logger="gateway.pipeline"):
+        assert process_batch(new_worker_id())
+
+    assert [d["content"]["text"] for d in recorder.deliveries] == ["9 to 17."]
+    assert "prepare for 1 loopback item(s) failed (RuntimeError" in caplog.text
+    assert "after_work for 1 loopback item(s) failed (RuntimeError" in caplog.text
+    assert "a hook's own failure" not in caplog.text
