@@ -1,14 +1,15 @@
 """The bubble's HTTP API, as Channels consumers ahead of Django's stack.
 
-Each request makes at most one hop to a thread, for its database and cache
-work (see `adapters.web.chats`); token checks, CORS and JSON stay on the
-event loop.
+Requests reach the database and the cache through one hop to a thread,
+shared with the requests that arrive at the same time (see
+`adapters.web.chats`); token checks, CORS and JSON stay on the event loop.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -36,8 +37,11 @@ from adapters.web.tokens import (
 )
 from gateway.consumers import PlainHttpConsumer
 from gateway.errors import ApiError
+from gateway.group_commit import GroupCommit
 from gateway.pipeline.doorbell import ring
+from gateway.pipeline.inbound import Accepted
 from gateway.pipeline.worker import where_raised
+from storage.models import Conversation
 
 logger = logging.getLogger("gateway.web")
 Answer = tuple[int, dict[str, Any]]
@@ -166,6 +170,30 @@ class WebApiConsumer(PlainHttpConsumer):
             ) from None
 
 
+async def ring_for_new_messages(outcomes: Sequence[object]) -> None:
+    """Wake a worker once for a batch that stored something new."""
+    if any(isinstance(each, Accepted) and each.created for each in outcomes):
+        await ring()
+
+
+# Concurrent requests share one hop to the database thread, one round trip
+# to the cache for their rate limits and one transaction (see
+# gateway.group_commit). A session batch is one INSERT: it stays well
+# under SQLite's limit of query parameters.
+session_batches: GroupCommit[chats.SessionRequest, Conversation] = GroupCommit(
+    chats.start_chats, max_batch=50, hop=in_database_thread
+)
+auth_batches: GroupCommit[chats.ChatRequest, None] = GroupCommit(
+    chats.authorize_chats, hop=in_database_thread
+)
+message_batches: GroupCommit[chats.ChatRequest, Accepted] = GroupCommit(
+    chats.accept_visitor_messages,
+    max_batch=100,
+    hop=in_database_thread,
+    after_batch=ring_for_new_messages,
+)
+
+
 class SessionsConsumer(WebApiConsumer):
     """POST sessions: start a conversation and hand out its token."""
 
@@ -174,8 +202,8 @@ class SessionsConsumer(WebApiConsumer):
 
     async def respond(self, method: str, body: bytes) -> Answer:
         web_key = inputs.session_request(body)
-        conversation = await in_database_thread(chats.start_chat)(
-            web_key, self.caller
+        conversation = await session_batches.submit(
+            chats.SessionRequest(web_key, self.caller)
         )
         expires_at = conversation.chat_token_expires_at
         assert expires_at is not None
@@ -197,7 +225,7 @@ class PusherAuthConsumer(WebApiConsumer):
     async def respond(self, method: str, body: bytes) -> Answer:
         text, token = self.bearer_token()
         request = inputs.channel_auth_request(body)
-        await in_database_thread(chats.authorize_chat)(token, self.caller)
+        await auth_batches.submit(chats.ChatRequest(token, self.caller))
         # The channel of the token as presented: while keys rotate, a chat
         # may hold a token sealed by an older key.
         if request.channel_name != chat_channel(text):
@@ -220,11 +248,9 @@ class MessagesConsumer(WebApiConsumer):
             )
             return 200, {"messages": messages}
         sent = inputs.visitor_message(body)
-        accepted = await in_database_thread(chats.accept_visitor_message)(
-            token, self.caller, sent.inbound, sent.client_id
+        accepted = await message_batches.submit(
+            chats.ChatRequest(token, self.caller, sent.inbound, sent.client_id)
         )
-        if accepted.created:
-            await ring()
         return 202, {"id": accepted.message.pk}
 
 

@@ -1,14 +1,16 @@
-"""The web chat's work: each function is one request's database work.
+"""The web chat's database work, for a batch of requests at a time.
 
-They run synchronously, in one hop to a thread, and raise ApiError for
-anything the client must be told.
+The functions run synchronously in the database thread, on the requests
+that arrived together (see `gateway.group_commit`), and return one outcome
+per request: its result, or the ApiError its client must be told.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import IntegrityError
 from django.utils import timezone
@@ -18,7 +20,7 @@ from adapters.web.lookups import BotEntry
 from adapters.web.tokens import ChatToken, token_expiry
 from botcore.messages import Inbound, Reply
 from gateway.errors import ApiError
-from gateway.pipeline.inbound import Accepted, accept_inbound
+from gateway.pipeline.inbound import Accepted, Received, accept_many
 from storage.models import Conversation, Message
 
 logger = logging.getLogger("gateway.web")
@@ -43,59 +45,149 @@ class Caller:
             or self.origin == self.own_origin
         )
 
-    def require_allowed_by(self, bot: BotEntry) -> None:
-        if not self.allowed_by(bot.allowed_origins):
-            logger.info("bot %s: request from a page it does not allow", bot.id)
-            raise ApiError(403, "origin_not_allowed", "This page may not use this bot.")
+    def refusal_by(self, bot: BotEntry) -> ApiError | None:
+        """The 403 to answer when this bot does not allow the calling page."""
+        if self.allowed_by(bot.allowed_origins):
+            return None
+        logger.info("bot %s: request from a page it does not allow", bot.id)
+        return ApiError(403, "origin_not_allowed", "This page may not use this bot.")
 
 
-def start_chat(web_key: str, caller: Caller) -> Conversation:
-    """Open a new conversation with the bot that has this web key."""
-    rate_limits.check("session", address=caller.address)
-    bot = lookups.bot_with_key(web_key)
-    if bot is None:
-        raise ApiError(404, "unknown_bot", "No bot has this web key.")
-    caller.require_allowed_by(bot)
+@dataclass(frozen=True)
+class SessionRequest:
+    web_key: str
+    caller: Caller
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A request that comes with a chat token, and what it carries."""
+
+    token: ChatToken
+    caller: Caller
+    inbound: Inbound | None = None
+    client_id: str | None = None
+
+
+# What each request of a batch gets: its result, or the error to answer.
+Outcome = TypeVar("Outcome")
+Outcomes = list[Outcome | ApiError]
+
+
+def start_chats(requests: Sequence[SessionRequest]) -> Outcomes[Conversation]:
+    """Open a conversation for each request with the bot of its web key."""
+    refusals = rate_limits.check_many(
+        [rate_limits.Request("session", request.caller.address) for request in requests]
+    )
+    outcomes: Outcomes[BotEntry] = [
+        refusal or _bot_for_session(request)
+        for request, refusal in zip(requests, refusals, strict=True)
+    ]
+    bots = [bot for bot in outcomes if isinstance(bot, BotEntry)]
     try:
-        conversation = lookups.insert_conversation(
-            bot.id, token_expiry(timezone.now())
+        started = iter(
+            lookups.insert_conversations(
+                [bot.id for bot in bots], token_expiry(timezone.now())
+            )
         )
     except IntegrityError:
-        # The bot was deleted since it was looked up.
+        # A bot was deleted since it was looked up. Alone, that request is
+        # told; in a batch, the group commit runs each request again alone.
         lookups.forget_all()
-        raise ApiError(404, "unknown_bot", "No bot has this web key.") from None
-    logger.debug("bot %s: web conversation %s started", bot.id, conversation.pk)
-    return conversation
+        if len(bots) > 1:
+            raise
+        return [
+            _unknown_bot() if isinstance(bot, BotEntry) else bot for bot in outcomes
+        ]
+    return [
+        next(started) if isinstance(bot, BotEntry) else bot for bot in outcomes
+    ]
+
+
+def _bot_for_session(request: SessionRequest) -> BotEntry | ApiError:
+    bot = lookups.bot_with_key(request.web_key)
+    if bot is None:
+        return _unknown_bot()
+    return request.caller.refusal_by(bot) or bot
+
+
+def _unknown_bot() -> ApiError:
+    return ApiError(404, "unknown_bot", "No bot has this web key.")
+
+
+def open_chats(
+    requests: Sequence[ChatRequest], action: str
+) -> Outcomes[Conversation]:
+    """Return each token's conversation once its caller may act on it."""
+    refusals = rate_limits.check_many(
+        [
+            rate_limits.Request(
+                action, request.caller.address, str(request.token.conversation_id)
+            )
+            for request in requests
+        ]
+    )
+    return [
+        refusal or _open_chat(request)
+        for request, refusal in zip(requests, refusals, strict=True)
+    ]
+
+
+def _open_chat(request: ChatRequest) -> Conversation | ApiError:
+    token = request.token
+    found = lookups.web_conversation(token.conversation_id)
+    if found is None or found.bot.id != token.bot_id:
+        logger.info("chat token for a conversation that is gone or not its bot's")
+        return _invalid_token()
+    refusal = request.caller.refusal_by(found.bot)
+    if refusal is not None:
+        return refusal
+    return Conversation(pk=found.id, bot_id=found.bot.id, channel=CHANNEL)
+
+
+def _invalid_token() -> ApiError:
+    return ApiError(401, "invalid_token", "The chat token is not valid.")
 
 
 def open_chat(token: ChatToken, caller: Caller, action: str) -> Conversation:
     """Return the token's conversation once the caller may act on it."""
-    rate_limits.check(
-        action, address=caller.address, chat=str(token.conversation_id)
-    )
-    found = lookups.web_conversation(token.conversation_id)
-    if found is None or found.bot.id != token.bot_id:
-        logger.info("chat token for a conversation that is gone or not its bot's")
-        raise ApiError(401, "invalid_token", "The chat token is not valid.")
-    caller.require_allowed_by(found.bot)
-    return Conversation(pk=found.id, bot_id=found.bot.id, channel=CHANNEL)
+    outcome = open_chats([ChatRequest(token, caller)], action)[0]
+    if isinstance(outcome, ApiError):
+        raise outcome
+    return outcome
 
 
-def authorize_chat(token: ChatToken, caller: Caller) -> None:
-    """Check that a chat may subscribe to its own channel."""
-    open_chat(token, caller, "auth")
+def authorize_chats(requests: Sequence[ChatRequest]) -> Outcomes[None]:
+    """Check that each chat may subscribe to its own channel."""
+    return [
+        outcome if isinstance(outcome, ApiError) else None
+        for outcome in open_chats(requests, "auth")
+    ]
 
 
-def accept_visitor_message(
-    token: ChatToken, caller: Caller, inbound: Inbound, client_id: str | None
-) -> Accepted:
-    conversation = open_chat(token, caller, "message")
+def accept_visitor_messages(requests: Sequence[ChatRequest]) -> Outcomes[Accepted]:
+    """Store what visitors sent, all in one transaction."""
+    opened = open_chats(requests, "message")
+    stored = [
+        Received(conversation, request.inbound, client_id=request.client_id)
+        for request, conversation in zip(requests, opened, strict=True)
+        if isinstance(conversation, Conversation) and request.inbound is not None
+    ]
     try:
-        return accept_inbound(conversation, inbound, client_id=client_id)
+        accepted = iter(accept_many(stored))
     except IntegrityError:
-        # The conversation was erased since it was looked up.
+        # A conversation was erased since it was looked up: alone, that
+        # request is told; in a batch, each request runs again alone.
         lookups.forget_all()
-        raise ApiError(401, "invalid_token", "The chat token is not valid.") from None
+        if len(stored) > 1:
+            raise
+        return [
+            _invalid_token() if isinstance(each, Conversation) else each
+            for each in opened
+        ]
+    return [
+        next(accepted) if isinstance(each, Conversation) else each for each in opened
+    ]
 
 
 def chat_history(token: ChatToken, caller: Caller) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -129,14 +130,14 @@ def _conversation_sql() -> str:
     )
 
 
-@lru_cache(maxsize=1)
-def _insert_conversation_sql() -> str:
+@lru_cache(maxsize=64)
+def _insert_conversations_sql(count: int) -> str:
     fields = Conversation._meta.local_concrete_fields
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     return (
         f"INSERT INTO {_table(Conversation)} ({columns})"  # noqa: S608
-        f" VALUES ({placeholders})"
+        f" VALUES {', '.join([row] * count)}"
     )
 
 
@@ -190,17 +191,27 @@ def web_conversation(conversation_id: uuid.UUID) -> ConversationEntry | None:
     return ConversationEntry(conversation_id, bot)
 
 
-def insert_conversation(bot_id: int, token_expires_at: datetime) -> Conversation:
-    """Store a new web conversation with one plain INSERT."""
-    conversation = Conversation(
-        bot_id=bot_id, channel="web", chat_token_expires_at=token_expires_at
-    )
+def insert_conversations(
+    bot_ids: Sequence[int], token_expires_at: datetime
+) -> list[Conversation]:
+    """Store new web conversations, one per bot id, with one plain INSERT."""
+    conversations = [
+        Conversation(
+            bot_id=bot_id, channel="web", chat_token_expires_at=token_expires_at
+        )
+        for bot_id in bot_ids
+    ]
+    if not conversations:
+        return []
+    fields = Conversation._meta.local_concrete_fields
     values = [
         field.get_db_prep_save(field.pre_save(conversation, True), connection)
-        for field in Conversation._meta.local_concrete_fields
+        for conversation in conversations
+        for field in fields
     ]
     with connection.cursor() as cursor:
-        cursor.execute(_insert_conversation_sql(), values)
-    conversation._state.adding = False
-    conversation._state.db = connection.alias
-    return conversation
+        cursor.execute(_insert_conversations_sql(len(conversations)), values)
+    for conversation in conversations:
+        conversation._state.adding = False
+        conversation._state.db = connection.alias
+    return conversations

@@ -16,6 +16,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -112,20 +113,66 @@ def check(action: str, *, address: str | None, chat: str | None = None) -> None:
     The request counts against its client address and, when given, its
     chat. Runs synchronously: the cache client may block.
     """
+    refusal = check_many([Request(action, address, chat)])[0]
+    if refusal is not None:
+        raise refusal
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request to count: its action, client address and chat."""
+
+    action: str
+    address: str | None
+    chat: str | None = None
+
+
+def check_many(requests: Sequence[Request]) -> list[ApiError | None]:
+    """Count several requests at once; return each one's 429, if refused.
+
+    All their counters go to the cache together: one round trip to Redis
+    however many requests share it.
+    """
     now = time.time()
-    counters = [_counter(f"{action}.address", address, now, hashed=True)]
-    if chat is not None:
-        counters.append(_counter(f"{action}.chat", chat, now, hashed=False))
-    counts = _increment([(key, limit.seconds + 1) for key, limit, _ in counters])
-    for (_, limit, window), count in zip(counters, counts, strict=True):
-        if count > limit.requests:
-            retry_after = max(1, int((window + 1) * limit.seconds - now) + 1)
-            raise ApiError(
-                429,
-                "rate_limited",
-                "Too many requests; try again later.",
-                retry_after=retry_after,
-            )
+    counters = [_counters(request, now) for request in requests]
+    counts = _increment(
+        [(key, limit.seconds + 1) for each in counters for key, limit, _ in each]
+    )
+    refusals: list[ApiError | None] = []
+    start = 0
+    for each in counters:
+        mine, start = counts[start : start + len(each)], start + len(each)
+        refused = [
+            (limit, window)
+            for (_, limit, window), count in zip(each, mine, strict=True)
+            if count > limit.requests
+        ]
+        refusals.append(_too_many(refused, now) if refused else None)
+    return refusals
+
+
+def _counters(request: Request, now: float) -> list[tuple[str, Limit, int]]:
+    counters = [
+        _counter(f"{request.action}.address", request.address, now, hashed=True)
+    ]
+    if request.chat is not None:
+        counters.append(
+            _counter(f"{request.action}.chat", request.chat, now, hashed=False)
+        )
+    return counters
+
+
+def _too_many(refused: list[tuple[Limit, int]], now: float) -> ApiError:
+    retry_after = max(
+        max(1, int((window + 1) * limit.seconds - now) + 1)
+        for limit, window in refused
+    )
+    return ApiError(
+        429,
+        "rate_limited",
+        "Too many requests; try again later.",
+        retry_after=retry_after,
+    )
 
 
 def _counter(

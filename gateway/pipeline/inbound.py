@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from botcore.messages import Inbound
@@ -39,6 +40,113 @@ def accept_inbound(
         platform_message_id=platform_message_id,
         client_id=client_id,
     )
+
+
+# What a message shares with its stored duplicate: its platform's id or
+# its client's idempotency id, each unique where it applies.
+DuplicateKey = tuple[str, Any, Any]
+
+
+@dataclass(frozen=True)
+class Received:
+    """An inbound message to store, and the ids that make it a redelivery."""
+
+    conversation: Conversation
+    inbound: Inbound
+    platform_message_id: str | None = None
+    client_id: str | None = None
+
+    def keys(self) -> list[DuplicateKey]:
+        """What a stored duplicate of this message would share with it."""
+        keys: list[DuplicateKey] = []
+        if self.platform_message_id is not None:
+            keys.append(
+                ("platform", self.conversation.channel, self.platform_message_id)
+            )
+        if self.client_id is not None:
+            keys.append(("client", self.conversation.pk, self.client_id))
+        return keys
+
+
+def accept_many(received: Sequence[Received]) -> list[Accepted]:
+    """Store several inbound messages in one transaction, in their order.
+
+    Like `accept_inbound`, a message already stored (or earlier in the same
+    batch) is not stored again. When another process stores a duplicate at
+    the same moment, the insert fails with IntegrityError and nothing of
+    the batch is kept: store the messages one by one then.
+    """
+    if len(received) <= 1 or not connection.features.can_return_rows_from_bulk_insert:
+        return [
+            accept_inbound(
+                item.conversation,
+                item.inbound,
+                platform_message_id=item.platform_message_id,
+                client_id=item.client_id,
+            )
+            for item in received
+        ]
+    with transaction.atomic():
+        seen = _stored_duplicates(received)
+        outcomes: list[tuple[Message, bool]] = []
+        for item in received:
+            keys = item.keys()
+            found = next((seen[key] for key in keys if key in seen), None)
+            if found is None:
+                found = _inbound_row(item)
+                seen.update(dict.fromkeys(keys, found))
+                outcomes.append((found, True))
+            else:
+                outcomes.append((found, False))
+        fresh = [message for message, created in outcomes if created]
+        Message.objects.bulk_create(fresh)
+        Conversation.objects.filter(
+            pk__in={message.conversation_id for message in fresh}
+        ).update(last_inbound_at=timezone.now())
+    return [Accepted(message, created) for message, created in outcomes]
+
+
+def _inbound_row(item: Received) -> Message:
+    return Message(
+        conversation=item.conversation,
+        channel=item.conversation.channel,
+        direction=Message.Direction.INBOUND,
+        author="user",
+        content=item.inbound.as_dict(),
+        state=Message.State.PENDING,
+        platform_message_id=item.platform_message_id,
+        client_id=item.client_id,
+    )
+
+
+def _stored_duplicates(
+    received: Sequence[Received],
+) -> dict[DuplicateKey, Message]:
+    """The stored messages these would duplicate, by their shared key."""
+    platform_ids = {
+        (item.conversation.channel, item.platform_message_id)
+        for item in received
+        if item.platform_message_id is not None
+    }
+    client_ids = {
+        (item.conversation.pk, item.client_id)
+        for item in received
+        if item.client_id is not None
+    }
+    found: dict[DuplicateKey, Message] = {}
+    if platform_ids:
+        for message in Message.objects.filter(
+            channel__in={channel for channel, _ in platform_ids},
+            platform_message_id__in={mid for _, mid in platform_ids},
+        ):
+            found[("platform", message.channel, message.platform_message_id)] = message
+    if client_ids:
+        for message in Message.objects.filter(
+            conversation_id__in={pk for pk, _ in client_ids},
+            client_id__in={client_id for _, client_id in client_ids},
+        ):
+            found[("client", message.conversation_id, message.client_id)] = message
+    return found
 
 
 def store_message(

@@ -10,7 +10,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from gateway.pipeline.inbound import accept_inbound
+from gateway.pipeline.inbound import Received, accept_inbound, accept_many
 from gateway.pipeline.worker import HELD_BACK
 from storage.human_replies import queue_human_reply
 from storage.models import Bot, Conversation, Message
@@ -75,6 +75,30 @@ def test_same_client_id_returns_the_same_message(
     again = accept_inbound(conversation, text("hi"), client_id="c-1")
     assert again.message.pk == first.message.pk
     assert (first.created, again.created) == (True, False)
+
+
+def test_a_batch_is_stored_in_order_once_per_id(
+    conversation: Conversation, recorder: Recorder
+) -> None:
+    earlier = accept_inbound(conversation, text("hi"), client_id="c-1")
+    other = Conversation.objects.create(bot=conversation.bot, channel="loopback")
+    accepted = accept_many([
+        Received(conversation, text("hi"), client_id="c-1"),
+        Received(conversation, text("opening hours"), platform_message_id="m-1"),
+        Received(other, text("hi"), client_id="c-1"),
+        Received(conversation, text("opening hours"), platform_message_id="m-1"),
+        Received(conversation, text("something else")),
+    ])
+    assert [each.created for each in accepted] == [False, True, True, False, True]
+    assert accepted[0].message.pk == earlier.message.pk
+    assert accepted[3].message.pk == accepted[1].message.pk
+    new_ids = [accepted[index].message.pk for index in (1, 2, 4)]
+    assert new_ids == sorted(new_ids)
+    assert Message.objects.count() == 4
+    assert Message.objects.filter(platform_message_id="m-1").count() == 1
+    assert Conversation.objects.filter(last_inbound_at__isnull=False).count() == 2
+    drain()
+    assert len(recorder.deliveries) == 4
 
 
 def test_temporary_failures_are_retried_with_backoff(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,14 @@ import pytest
 from django.test import override_settings
 
 from adapters.web.addresses import client_address
-from adapters.web.rate_limits import Limit, address_subject, counter_cache, window_salts
+from adapters.web.rate_limits import (
+    Limit,
+    Request,
+    address_subject,
+    check_many,
+    counter_cache,
+    window_salts,
+)
 from tests.web.conftest import cache_entries
 
 ADDRESS = "203.0.113.9"
@@ -71,6 +79,21 @@ def test_the_salt_is_kept_only_while_its_window_lasts() -> None:
     assert [key for key in window_salts.salts if key[0] == 1] == [
         (1, this_window(second))
     ]
+
+
+def test_requests_counted_together_are_refused_past_their_limit() -> None:
+    limits = {"message.chat": (2, 60), "message.address": (100, 60)}
+    # Chats of their own: a shared cache keeps counters between runs.
+    chat, other = str(uuid.uuid4()), str(uuid.uuid4())
+    with override_settings(WEB_RATE_LIMITS=limits):
+        refusals = check_many(
+            [Request("message", None, chat) for _ in range(3)]
+            + [Request("message", None, other)]
+        )
+    assert [refusal is None for refusal in refusals] == [True, True, False, True]
+    refusal = refusals[2]
+    assert refusal is not None and refusal.status == 429
+    assert refusal.retry_after is not None and 1 <= refusal.retry_after <= 61
 
 
 def salt_entries() -> dict[str, bytes]:
