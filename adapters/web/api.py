@@ -186,7 +186,7 @@ session_batches: GroupCommit[chats.SessionRequest, Conversation] = GroupCommit(
 auth_batches: GroupCommit[chats.ChatRequest, None] = GroupCommit(
     chats.authorize_chats, hop=in_database_thread
 )
-message_batches: GroupCommit[chats.ChatRequest, Accepted] = GroupCommit(
+message_batches: GroupCommit[chats.MessageRequest, Accepted] = GroupCommit(
     chats.accept_visitor_messages,
     max_batch=100,
     hop=in_database_thread,
@@ -249,7 +249,9 @@ class MessagesConsumer(WebApiConsumer):
             return 200, {"messages": messages}
         sent = inputs.visitor_message(body)
         accepted = await message_batches.submit(
-            chats.ChatRequest(token, self.caller, sent.inbound, sent.client_id)
+            chats.MessageRequest(
+                chats.ChatRequest(token, self.caller), sent.inbound, sent.client_id
+            )
         )
         return 202, {"id": accepted.message.pk}
 

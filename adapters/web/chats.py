@@ -61,12 +61,19 @@ class SessionRequest:
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """A request that comes with a chat token, and what it carries."""
+    """A request that comes with a chat token."""
 
     token: ChatToken
     caller: Caller
-    inbound: Inbound | None = None
-    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageRequest:
+    """A visitor's message, and the request that brought it."""
+
+    chat: ChatRequest
+    inbound: Inbound
+    client_id: str | None
 
 
 # What each request of a batch gets: its result, or the error to answer.
@@ -165,13 +172,15 @@ def authorize_chats(requests: Sequence[ChatRequest]) -> Outcomes[None]:
     ]
 
 
-def accept_visitor_messages(requests: Sequence[ChatRequest]) -> Outcomes[Accepted]:
+def accept_visitor_messages(
+    requests: Sequence[MessageRequest],
+) -> Outcomes[Accepted]:
     """Store what visitors sent, all in one transaction."""
-    opened = open_chats(requests, "message")
+    opened = open_chats([request.chat for request in requests], "message")
     stored = [
         Received(conversation, request.inbound, client_id=request.client_id)
         for request, conversation in zip(requests, opened, strict=True)
-        if isinstance(conversation, Conversation) and request.inbound is not None
+        if isinstance(conversation, Conversation)
     ]
     try:
         accepted = iter(accept_many(stored))
