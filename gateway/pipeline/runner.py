@@ -6,7 +6,8 @@ that keep their connections; the messages of a delivery round are sent at
 the same time from a larger pool, since sending mostly waits on other
 services, and a slot waiting on its sends leaves the database threads to
 the others. A ring wakes one idle slot, which claims whatever is due; a
-slot that finds a full batch wakes another.
+slot that finds a full batch wakes another. Slots claim and answer one at
+a time, and send side by side.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class WorkerRunner:
         self.worker_id = new_worker_id()
         self.concurrency = concurrency or settings.WORKER_CONCURRENCY
         self.idle_slots = IdleSlots()
+        self.claiming = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.database_threads = min(self.concurrency, DATABASE_THREADS)
         self.database = ThreadPoolExecutor(
@@ -171,7 +173,12 @@ class WorkerRunner:
 
     async def work_once(self) -> int:
         """Do one batch of work; return how many conversations it held."""
-        batch = await self.in_database(begin_batch)(self.worker_id, BATCH_SIZE)
+        # One slot claims and answers at a time: what arrives meanwhile
+        # waits for the next claim and shares its batch, so that under load
+        # batches grow instead of every ring costing a batch of its own.
+        # Sending, which waits on other services, stays side by side.
+        async with self.claiming:
+            batch = await self.in_database(begin_batch)(self.worker_id, BATCH_SIZE)
         if batch is None:
             return 0
         if batch.size == BATCH_SIZE:

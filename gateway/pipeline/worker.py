@@ -46,7 +46,7 @@ from gateway.pipeline.updates import value_per_row
 from storage.models import Bot, Conversation, Message
 
 logger = logging.getLogger("gateway.pipeline")
-BATCH_SIZE = 20
+BATCH_SIZE = 50
 UNFINISHED = [Message.State.QUEUED, Message.State.SENDING]
 # Messages a worker has yet to answer or deliver (the partial index).
 AWAITING = [Message.State.PENDING, *UNFINISHED]
@@ -87,14 +87,8 @@ def begin_batch(worker_id: str, limit: int = BATCH_SIZE) -> Batch | None:
     A batch with nothing to send is finished at once.
     """
     batch = claim_batch(worker_id, limit)
-    if batch is None:
-        return None
-    try:
-        batch.answer()
-        batch.start_round()
-    except BaseException:
-        batch.release()
-        raise
+    if batch is not None:
+        batch.begin()
     return batch
 
 
@@ -215,6 +209,18 @@ class Batch:
         )
         self.conversations.pop(conversation_id, None)
         self.queues.pop(conversation_id, None)
+
+    def begin(self) -> None:
+        """Answer the pending messages and start the first round of sends.
+
+        On failure the claim is released at once, for others to take.
+        """
+        try:
+            self.answer()
+            self.start_round()
+        except BaseException:
+            self.release()
+            raise
 
     def answer(self) -> None:
         """Answer the pending messages in order; queue the replies.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -11,11 +12,13 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from gateway.pipeline import runner as runner_module
 from gateway.pipeline.inbound import accept_inbound
 from gateway.pipeline.runner import IdleSlots, WorkerRunner
 from gateway.pipeline.updates import value_per_row
 from gateway.pipeline.worker import (
     BATCH_SIZE,
+    begin_batch,
     claim_batch,
     new_worker_id,
     process_batch,
@@ -126,6 +129,34 @@ async def test_the_messages_of_a_round_are_sent_at_once(
     # One after the other, the four sends would take four seconds.
     assert took < 2.5
     await runner.shut_down()
+
+
+async def test_slots_claim_one_at_a_time_and_share_what_came_meanwhile(
+    four_waiting: list[Conversation],
+    recorder: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    claiming, most = [0], [0]
+    lock = threading.Lock()
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            claiming[0] += 1
+            most[0] = max(most[0], claiming[0])
+        try:
+            time.sleep(0.2)
+            return begin_batch(*args, **kwargs)
+        finally:
+            with lock:
+                claiming[0] -= 1
+
+    monkeypatch.setattr(runner_module, "begin_batch", counted)
+    runner = WorkerRunner(concurrency=4)
+    worked = await asyncio.gather(*(runner.work_once() for _ in range(4)))
+    await runner.shut_down()
+    assert most[0] == 1
+    assert sorted(worked) == [0, 0, 0, 4]
+    assert len(recorder.deliveries) == 4
 
 
 async def test_a_ring_wakes_one_idle_slot() -> None:
