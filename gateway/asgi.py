@@ -24,6 +24,7 @@ from adapters.web.routing import websocket_urlpatterns  # noqa: E402
 from gateway.embedded import start_embedded_worker  # noqa: E402
 from gateway.health import HealthConsumer  # noqa: E402
 from gateway.pipeline.doorbell import DOORBELL_CHANNEL, DoorbellConsumer  # noqa: E402
+from gateway.server import freeze_startup_objects  # noqa: E402
 from gateway.transport import TransportGuard  # noqa: E402
 
 http_router = URLRouter(
@@ -47,3 +48,5 @@ application = start_embedded_worker(
         }
     )
 )
+# Everything made so far lives as long as the process (gateway.server).
+freeze_startup_objects()

@@ -1,7 +1,8 @@
-"""Daphne's requests leave POST bodies to the application."""
+"""Process-wide tuning: Daphne leaves POST bodies alone; startup is frozen."""
 
 from __future__ import annotations
 
+import gc
 from types import SimpleNamespace
 from typing import Any
 
@@ -45,3 +46,11 @@ def test_a_form_body_reaches_the_application_unparsed() -> None:
     request = received(UnparsedBodyRequest)
     assert request.args == {}
     assert request.content.read() == FORM
+
+
+def test_the_loaded_application_is_out_of_the_collectors_sight() -> None:
+    import gateway.asgi
+
+    assert gateway.asgi.application is not None
+    # Django, the routes and every module loaded with them.
+    assert gc.get_freeze_count() > 10_000

@@ -19,6 +19,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # The worker serves its channel through the ASGI application, which
+        # freezes what was made while starting (gateway.server).
+        import gateway.asgi  # noqa: F401
+
         asyncio.run(self.run(options["concurrency"]))
 
     async def run(self, concurrency: int | None) -> None:
