@@ -26,7 +26,7 @@ from adapters.facebook.webhook import (
     Receipt,
 )
 from gateway.group_commit import GroupCommit
-from gateway.pipeline.doorbell import ring
+from gateway.pipeline.doorbell import shared_ring
 from gateway.pipeline.updates import value_per_row
 from storage.human_replies import hold_bot_back
 from storage.models import Bot, Contact, Conversation, FacebookPage, Message
@@ -277,7 +277,7 @@ def store_deliveries(deliveries: Sequence[Sequence[Event]]) -> list[int]:
 
 async def ring_if_stored(outcomes: Sequence[object]) -> None:
     if any(isinstance(stored, int) and stored for stored in outcomes):
-        await ring()
+        await shared_ring.ring()
 
 
 # A delivery holds one event or up to a thousand. Deliveries share a

@@ -38,7 +38,7 @@ from adapters.web.tokens import (
 from gateway.consumers import PlainHttpConsumer
 from gateway.errors import ApiError
 from gateway.group_commit import GroupCommit
-from gateway.pipeline.doorbell import ring
+from gateway.pipeline.doorbell import shared_ring
 from gateway.pipeline.inbound import Accepted
 from gateway.pipeline.worker import where_raised
 from storage.models import Conversation
@@ -173,7 +173,7 @@ class WebApiConsumer(PlainHttpConsumer):
 async def ring_for_new_messages(outcomes: Sequence[object]) -> None:
     """Wake a worker once for a batch that stored something new."""
     if any(isinstance(each, Accepted) and each.created for each in outcomes):
-        await ring()
+        await shared_ring.ring()
 
 
 # Concurrent requests share one hop to the database thread, one round trip

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache
+from redis.commands.core import Script
 
 from gateway.errors import ApiError
 
@@ -189,15 +190,31 @@ def _increment(keys: list[tuple[str, int]]) -> list[int]:
     """Add one to each counter, creating it with its lifetime; return them."""
     backend = counter_cache()
     if isinstance(backend, RedisCache):
-        # One round trip for all of a request's counters.
+        # One command, and one round trip, for all of the counters.
         client = backend._cache.get_client(write=True)  # type: ignore[attr-defined]
-        pipeline = client.pipeline(transaction=False)
-        for key, seconds in keys:
-            full_key = backend.make_and_validate_key(key)
-            pipeline.incr(full_key)
-            pipeline.expire(full_key, seconds)
-        return [int(count) for count in pipeline.execute()[::2]]
+        counts = INCREMENTS(
+            keys=[backend.make_and_validate_key(key) for key, _ in keys],
+            args=[seconds for _, seconds in keys],
+            client=client,
+        )
+        return [int(count) for count in counts]
     return [_increment_in_cache(backend, key, seconds) for key, seconds in keys]
+
+
+# Add one to each key; a key that is new lives for its own number of
+# seconds. Run by its digest, loaded into Redis the first time it is missing.
+INCREMENTS = Script(
+    None,  # type: ignore[arg-type]  # every call names its client
+    b"""
+local counts = {}
+for index, key in ipairs(KEYS) do
+    local count = redis.call('INCR', key)
+    if count == 1 then redis.call('EXPIRE', key, ARGV[index]) end
+    counts[index] = count
+end
+return counts
+""",
+)
 
 
 @lru_cache(maxsize=1)

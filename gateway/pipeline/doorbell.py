@@ -12,6 +12,7 @@ worker of the process.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
 from typing import Any, Protocol
@@ -36,6 +37,41 @@ async def ring(layer: BaseChannelLayer | None = None) -> None:
         logger.warning("doorbell channel full; workers will find the work anyway")
     except Exception:
         logger.exception("doorbell could not be rung")
+
+
+class SharedRing:
+    """The rings of one process's batches, one on its way at a time.
+
+    Under load, batches of stored messages commit faster than rings go out.
+    A batch that asks while a ring is on its way gets one more ring once
+    that one is out (the worker it woke may have looked before this batch
+    was committed), and the batches that ask meanwhile share it.
+    """
+
+    def __init__(self, layer: BaseChannelLayer | None = None) -> None:
+        self.layer = layer
+        # Per event loop: (a ring is on its way, another is wanted after it).
+        self.states: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, list[bool]
+        ] = weakref.WeakKeyDictionary()
+
+    async def ring(self) -> None:
+        loop = asyncio.get_running_loop()
+        state = self.states.setdefault(loop, [False, False])
+        if state[0]:
+            state[1] = True
+            return
+        state[0] = True
+        try:
+            state[1] = True
+            while state[1]:
+                state[1] = False
+                await ring(self.layer)
+        finally:
+            state[0] = False
+
+
+shared_ring = SharedRing()
 
 
 def ring_sync() -> None:
