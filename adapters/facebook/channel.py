@@ -166,7 +166,7 @@ class FacebookAdapter(ChannelAdapter):
             settings.FACEBOOK_GRAPH_URL, settings.FACEBOOK_APP_SECRET
         )
         self.profiles = ProfileRefresher(self.graph)
-        self.typing = TypingIndicator(self.show_typing)
+        self.typing = TypingIndicator(self.show_typing, idle=self.typing_is_idle)
         self.prepared = PreparedTargets()
 
     def prepare(self, messages: Sequence[Message]) -> None:
@@ -240,12 +240,16 @@ class FacebookAdapter(ChannelAdapter):
 
     def show_typing(self, conversation_id: Any) -> None:
         """Send typing_on, unless the conversation cannot be written to."""
-        try:
-            self.send_typing(conversation_id)
-        finally:
-            # Indicators are for slow bots only: the thread need not hold a
-            # connection between them.
-            connection.close()
+        self.send_typing(conversation_id)
+
+    def typing_is_idle(self) -> None:
+        """No indicator is due: the typing thread lets its connection go.
+
+        Indicators are for slow bots only, so the thread need not hold a
+        connection between them; while they come one after another (a
+        worker under load) it keeps the one it has.
+        """
+        connection.close()
 
     def send_typing(self, conversation_id: Any) -> None:
         try:

@@ -27,10 +27,16 @@ class TypingIndicator:
     """Schedule typing indicators on one background thread."""
 
     def __init__(
-        self, show: Callable[[Any], None], delay: float = DEFAULT_DELAY
+        self,
+        show: Callable[[Any], None],
+        delay: float = DEFAULT_DELAY,
+        idle: Callable[[], None] | None = None,
     ) -> None:
         self.show = show
         self.delay = delay
+        # Called on the thread when it has shown an indicator and no other
+        # is due: the place to let go of what it holds between indicators.
+        self.idle = idle
         self.due: list[tuple[float, int, Any]] = []
         self.pending: dict[Any, int] = {}
         self.sending: dict[Any, threading.Event] = {}
@@ -70,7 +76,17 @@ class TypingIndicator:
             finally:
                 with self.changed:
                     self.sending.pop(conversation_id, None)
+                    quiet = not self.pending
                 done.set()
+            if quiet and self.idle is not None:
+                self.idle_quietly()
+
+    def idle_quietly(self) -> None:
+        assert self.idle is not None
+        try:
+            self.idle()
+        except Exception as error:  # noqa: BLE001 - only an indicator
+            logger.info("typing thread not idled (%s)", type(error).__name__)
 
     def next_due(self) -> tuple[Any, threading.Event]:
         """Wait for the next indicator that is due and still wanted."""

@@ -18,6 +18,7 @@ from adapters.facebook import channel
 from adapters.facebook.channel import FacebookAdapter
 from adapters.facebook.local_graph import LocalGraph
 from adapters.facebook.pages import MAX_THROTTLE_SECONDS, UNREADABLE_TOKEN
+from adapters.facebook.typing import TypingIndicator
 from botcore.messages import Button, Reply
 from gateway.pipeline.adapters import PermanentDeliveryError, TemporaryDeliveryError
 from storage.models import Contact, Conversation, FacebookPage, Message
@@ -282,6 +283,19 @@ def test_a_quick_bot_sends_no_typing_indicator(
     time.sleep(adapter.typing.delay + 0.3)
 
     assert not [call for call in local_graph.calls() if "sender_action" in call.body]
+
+
+def test_the_typing_thread_idles_only_once_no_indicator_is_due() -> None:
+    events: list[str] = []
+    indicator = TypingIndicator(events.append, delay=0.05,
+                                idle=lambda: events.append("idle"))
+    indicator.start("a")
+    indicator.start("b")
+    wait_until(lambda: "idle" in events)
+    indicator.start("c")
+    wait_until(lambda: events.count("idle") == 2)
+
+    assert events == ["a", "b", "idle", "c", "idle"]
 
 
 def test_a_reply_waits_for_an_indicator_already_on_its_way(
