@@ -87,23 +87,30 @@ def accept_many(received: Sequence[Received]) -> list[Accepted]:
             for item in received
         ]
     with transaction.atomic():
-        seen = _stored_duplicates(received)
-        outcomes: list[tuple[Message, bool]] = []
-        for item in received:
-            keys = item.keys()
-            found = next((seen[key] for key in keys if key in seen), None)
-            if found is None:
-                found = _inbound_row(item)
-                seen.update(dict.fromkeys(keys, found))
-                outcomes.append((found, True))
-            else:
-                outcomes.append((found, False))
-        fresh = [message for message, created in outcomes if created]
+        outcomes = _new_or_stored(received, _stored_duplicates(received))
+        fresh = [each.message for each in outcomes if each.created]
         Message.objects.bulk_create(fresh)
         Conversation.objects.filter(
             pk__in={message.conversation_id for message in fresh}
         ).update(last_inbound_at=timezone.now())
-    return [Accepted(message, created) for message, created in outcomes]
+    return outcomes
+
+
+def _new_or_stored(
+    received: Sequence[Received], seen: dict[DuplicateKey, Message]
+) -> list[Accepted]:
+    """Each message as a new row, or as the row it duplicates."""
+    outcomes = []
+    for item in received:
+        keys = item.keys()
+        found = next((seen[key] for key in keys if key in seen), None)
+        if found is None:
+            found = _inbound_row(item)
+            seen.update(dict.fromkeys(keys, found))
+            outcomes.append(Accepted(found, created=True))
+        else:
+            outcomes.append(Accepted(found, created=False))
+    return outcomes
 
 
 def _inbound_row(item: Received) -> Message:
