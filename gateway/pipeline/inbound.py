@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -86,14 +87,83 @@ def accept_many(received: Sequence[Received]) -> list[Accepted]:
             )
             for item in received
         ]
+    outcomes = _new_or_stored(received, _stored_duplicates(received))
+    fresh = [each.message for each in outcomes if each.created]
+    if connection.vendor == "postgresql":
+        # One statement, atomic by itself.
+        _insert_touching_conversations(fresh)
+        return outcomes
     with transaction.atomic():
-        outcomes = _new_or_stored(received, _stored_duplicates(received))
-        fresh = [each.message for each in outcomes if each.created]
         Message.objects.bulk_create(fresh)
         Conversation.objects.filter(
             pk__in={message.conversation_id for message in fresh}
         ).update(last_inbound_at=timezone.now())
     return outcomes
+
+
+def _insert_touching_conversations(messages: list[Message]) -> None:
+    """Insert the messages and stamp their conversations in one statement.
+
+    PostgreSQL runs an UPDATE in a WITH clause along with the INSERT: one
+    round trip instead of two for the batch.
+    """
+    if not messages:
+        return
+    fields = _message_fields()
+    values = [
+        field.get_db_prep_save(field.pre_save(message, True), connection)
+        for message in messages
+        for field in fields
+    ]
+    key = Conversation._meta.pk
+    assert key is not None
+    conversations = [
+        key.get_db_prep_value(conversation_id, connection)
+        for conversation_id in {message.conversation_id for message in messages}
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _insert_touching_sql(len(messages), len(conversations)),
+            [timezone.now(), *conversations, *values],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    for message, pk in zip(messages, ids, strict=True):
+        message.pk = pk
+        message._state.adding = False
+        message._state.db = connection.alias
+
+
+@lru_cache(maxsize=256)
+def _insert_touching_sql(rows: int, conversations: int) -> str:
+    quote = connection.ops.quote_name
+    fields = _message_fields()
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    touched = ", ".join(["%s"] * conversations)
+    stamp = Conversation._meta.get_field("last_inbound_at").column
+    # Only the models' own quoted table and column names are interpolated;
+    # every value is a query parameter.
+    return (
+        f"WITH touched AS (UPDATE {quote(Conversation._meta.db_table)}"  # noqa: S608
+        f" SET {quote(stamp)} = %s"
+        f" WHERE {quote(_pk_column(Conversation))} IN ({touched}))"
+        f" INSERT INTO {quote(Message._meta.db_table)}"
+        f" ({', '.join(quote(field.column) for field in fields)})"
+        f" VALUES {', '.join([row] * rows)}"
+        f" RETURNING {quote(_pk_column(Message))}"
+    )
+
+
+def _message_fields() -> list[Any]:
+    """The columns of a new message: all but its generated id."""
+    return [
+        field
+        for field in Message._meta.local_concrete_fields
+        if field is not Message._meta.pk
+    ]
+
+
+def _pk_column(model: Any) -> str:
+    return str(model._meta.pk.column)
 
 
 def _new_or_stored(

@@ -7,7 +7,8 @@ import time
 from functools import partial
 from typing import Any
 
-from django.db import connection
+import pytest
+from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from gateway.pipeline.inbound import Received, accept_inbound, accept_many
@@ -99,6 +100,27 @@ def test_a_batch_is_stored_in_order_once_per_id(
     assert Conversation.objects.filter(last_inbound_at__isnull=False).count() == 2
     drain()
     assert len(recorder.deliveries) == 4
+
+
+def test_a_duplicate_stored_meanwhile_fails_the_whole_batch(
+    conversation: Conversation,
+) -> None:
+    stored_meanwhile: list[bool] = []
+
+    def race(execute: Any, sql: str, *args: Any) -> Any:
+        # Another request stores c-2 after the batch looked for duplicates.
+        if "INSERT" in sql.upper() and not stored_meanwhile:
+            stored_meanwhile.append(True)
+            accept_inbound(conversation, text("hi"), client_id="c-2")
+        return execute(sql, *args)
+
+    batch = [
+        Received(conversation, text(f"question {n}"), client_id=f"c-{n}")
+        for n in (1, 2, 3)
+    ]
+    with connection.execute_wrapper(race), pytest.raises(IntegrityError):
+        accept_many(batch)
+    assert not Message.objects.filter(client_id__in=["c-1", "c-3"]).exists()
 
 
 def test_temporary_failures_are_retried_with_backoff(
