@@ -108,17 +108,6 @@ def address_subject(address: str | None, limit: Limit, window: int) -> str:
     return "addr." + digest.hexdigest()[:32]
 
 
-def check(action: str, *, address: str | None, chat: str | None = None) -> None:
-    """Count one request of an action; raise a 429 ApiError past a limit.
-
-    The request counts against its client address and, when given, its
-    chat. Runs synchronously: the cache client may block.
-    """
-    refusal = check_many([Request(action, address, chat)])[0]
-    if refusal is not None:
-        raise refusal
-
-
 @dataclass(frozen=True)
 class Request:
     """One request to count: its action, client address and chat."""
@@ -131,8 +120,10 @@ class Request:
 def check_many(requests: Sequence[Request]) -> list[ApiError | None]:
     """Count several requests at once; return each one's 429, if refused.
 
-    All their counters go to the cache together: one round trip to Redis
-    however many requests share it.
+    Each request counts against its client address and, when given, its
+    chat. All their counters go to the cache together: one round trip to
+    Redis however many requests share it. Runs synchronously: the cache
+    client may block.
     """
     now = time.time()
     counters = [_counters(request, now) for request in requests]
