@@ -87,8 +87,14 @@ def begin_batch(worker_id: str, limit: int = BATCH_SIZE) -> Batch | None:
     A batch with nothing to send is finished at once.
     """
     batch = claim_batch(worker_id, limit)
-    if batch is not None:
-        batch.begin()
+    if batch is None:
+        return None
+    try:
+        batch.answer()
+        batch.start_round()
+    except BaseException:
+        batch.release()
+        raise
     return batch
 
 
@@ -209,18 +215,6 @@ class Batch:
         )
         self.conversations.pop(conversation_id, None)
         self.queues.pop(conversation_id, None)
-
-    def begin(self) -> None:
-        """Answer the pending messages and start the first round of sends.
-
-        On failure the claim is released at once, for others to take.
-        """
-        try:
-            self.answer()
-            self.start_round()
-        except BaseException:
-            self.release()
-            raise
 
     def answer(self) -> None:
         """Answer the pending messages in order; queue the replies.
