@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar
 from django.db import connection
 
 from adapters.web.cors import canonical_origin
+from gateway.pipeline.updates import insert_params, insert_sql, mark_saved
 from storage.models import Bot, Conversation
 
 BOT_SECONDS = 10.0
@@ -130,17 +131,6 @@ def _conversation_sql() -> str:
     )
 
 
-@lru_cache(maxsize=64)
-def _insert_conversations_sql(count: int) -> str:
-    fields = Conversation._meta.local_concrete_fields
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    return (
-        f"INSERT INTO {_table(Conversation)} ({columns})"  # noqa: S608
-        f" VALUES {', '.join([row] * count)}"
-    )
-
-
 def _fetch_one(sql: str, parameters: list[Any]) -> Any:
     with connection.cursor() as cursor:
         cursor.execute(sql, parameters)
@@ -203,15 +193,10 @@ def insert_conversations(
     ]
     if not conversations:
         return []
-    fields = Conversation._meta.local_concrete_fields
-    values = [
-        field.get_db_prep_save(field.pre_save(conversation, True), connection)
-        for conversation in conversations
-        for field in fields
-    ]
     with connection.cursor() as cursor:
-        cursor.execute(_insert_conversations_sql(len(conversations)), values)
-    for conversation in conversations:
-        conversation._state.adding = False
-        conversation._state.db = connection.alias
+        cursor.execute(
+            insert_sql(Conversation, len(conversations), with_pk=True),
+            insert_params(conversations, with_pk=True),
+        )
+    mark_saved(conversations)
     return conversations

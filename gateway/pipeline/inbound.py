@@ -11,6 +11,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from botcore.messages import Inbound
+from gateway.pipeline.updates import insert_params, insert_sql, mark_saved
 from storage.models import Conversation, Message
 
 
@@ -109,61 +110,42 @@ def _insert_touching_conversations(messages: list[Message]) -> None:
     """
     if not messages:
         return
-    fields = _message_fields()
-    values = [
-        field.get_db_prep_save(field.pre_save(message, True), connection)
-        for message in messages
-        for field in fields
-    ]
     key = Conversation._meta.pk
-    assert key is not None
+    assert key is not None and Message._meta.pk is not None
     conversations = [
         key.get_db_prep_value(conversation_id, connection)
         for conversation_id in {message.conversation_id for message in messages}
     ]
+    returning = connection.ops.quote_name(Message._meta.pk.column)
     with connection.cursor() as cursor:
         cursor.execute(
-            _insert_touching_sql(len(messages), len(conversations)),
-            [timezone.now(), *conversations, *values],
+            f"{_touch_sql(len(conversations))}"
+            f" {insert_sql(Message, len(messages), with_pk=False)}"
+            f" RETURNING {returning}",
+            [
+                timezone.now(),
+                *conversations,
+                *insert_params(messages, with_pk=False),
+            ],
         )
         ids = [row[0] for row in cursor.fetchall()]
     for message, pk in zip(messages, ids, strict=True):
         message.pk = pk
-        message._state.adding = False
-        message._state.db = connection.alias
+    mark_saved(messages)
 
 
-@lru_cache(maxsize=256)
-def _insert_touching_sql(rows: int, conversations: int) -> str:
+@lru_cache(maxsize=128)
+def _touch_sql(conversations: int) -> str:
+    """A WITH clause stamping `last_inbound_at` on that many conversations."""
     quote = connection.ops.quote_name
-    fields = _message_fields()
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    touched = ", ".join(["%s"] * conversations)
+    key = Conversation._meta.pk
+    assert key is not None
     stamp = Conversation._meta.get_field("last_inbound_at").column
-    # Only the models' own quoted table and column names are interpolated;
-    # every value is a query parameter.
+    touched = ", ".join(["%s"] * conversations)
     return (
         f"WITH touched AS (UPDATE {quote(Conversation._meta.db_table)}"  # noqa: S608
-        f" SET {quote(stamp)} = %s"
-        f" WHERE {quote(_pk_column(Conversation))} IN ({touched}))"
-        f" INSERT INTO {quote(Message._meta.db_table)}"
-        f" ({', '.join(quote(field.column) for field in fields)})"
-        f" VALUES {', '.join([row] * rows)}"
-        f" RETURNING {quote(_pk_column(Message))}"
+        f" SET {quote(stamp)} = %s WHERE {quote(key.column)} IN ({touched}))"
     )
-
-
-def _message_fields() -> list[Any]:
-    """The columns of a new message: all but its generated id."""
-    return [
-        field
-        for field in Message._meta.local_concrete_fields
-        if field is not Message._meta.pk
-    ]
-
-
-def _pk_column(model: Any) -> str:
-    return str(model._meta.pk.column)
 
 
 def _new_or_stored(
